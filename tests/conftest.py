@@ -1,0 +1,19 @@
+import os, sys, subprocess
+from pathlib import Path
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NBS = REPO / 'nbs'
+
+def run_notebook(nb: str, out_dir: Path, data_dir: Path, **params):
+    "Execute a result notebook with papermill in a subprocess (the way a user runs it); return the completed process."
+    args = [sys.executable, '-m', 'papermill', str(NBS / nb), str(out_dir / f'out_{nb}'), '--cwd', str(REPO),
+            '-k', 'python3', '--no-progress-bar']
+    for k, v in params.items(): args += ['-p', k, str(v)] if not isinstance(v, bool) else ['-y', f'{k}: {str(v).lower()}']
+    env = {**os.environ, 'SOUNDLAB_DATA': str(data_dir), 'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS', '2')}
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=1500)
+
+@pytest.fixture(scope='session')
+def shared_data(tmp_path_factory):
+    "One SOUNDLAB_DATA folder for the session: synthetic corpora and feature caches are built once."
+    return tmp_path_factory.mktemp('soundlab_data')
