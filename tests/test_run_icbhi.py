@@ -11,7 +11,7 @@ def test_run_icbhi_smoke(method, tmp_path, shared_data):
     assert len(table) == 1 and table.Method[0] == {'sl': 'CE', 'mscl': 'M-SCL'}[method]
     assert 0 <= table.score_mean[0] <= 100
     assert (tmp_path / 'icbhi_results.md').read_text().count('\n') >= 3
-    for kind in ('confusion', 'curves', 'embedding_class', 'embedding_meta'):
+    for kind in ('confusion', 'curves_*', 'embedding_class', 'embedding_meta'):
         assert list(tmp_path.glob(f'*_{kind}.png')), kind
 
 def test_run_icbhi_wrong_root_fails_fast(tmp_path, shared_data):

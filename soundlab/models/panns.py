@@ -15,7 +15,7 @@ from ..augment import SpecAugment
 # %% auto #0
 __all__ = ['ARCHS', 'MODELS', 'init_layer', 'init_bn', 'ConvBlock', 'ConvBlock5x5', 'panns_mixup', 'register_panns', 'Cnn6',
            'Cnn10', 'Cnn14', 'load_panns_checkpoint', 'create_panns', 'backbone_filter', 'PannsBackbone',
-           'ProjectionHead', 'LinearClassifier', 'RespiratoryNet']
+           'create_backbone', 'ProjectionHead', 'LinearClassifier', 'RespiratoryNet']
 
 # %% ../../nbs/20_models.panns.ipynb #c005
 def init_layer(layer:nn.Module):
@@ -219,13 +219,11 @@ def backbone_filter(state_dict:dict, model:nn.Module=None) -> dict:
 class PannsBackbone(_ConvStack):
     "PANNs conv blocks on seed 000's (B, 1, mel, frames) spectrogram -> (B, embed_dim) embedding."
     def __init__(self, name:str='cnn6', # 'cnn6', 'cnn10' or 'cnn14'
-                 weights_path=None, # optional PANNs AudioSet checkpoint, e.g. 'Cnn6_mAP=0.343.pth'
                  dropout:float|bool=0., # dropout after each block; True: the seed's 0.2
                 ):
         super().__init__()
         self.name = name.lower()
         self._add_blocks(self.name, 0.2 if dropout is True else float(dropout))
-        if weights_path is not None: load_panns_checkpoint(self, weights_path, filter_fn=backbone_filter)
 
     def forward_features(self, x:torch.Tensor) -> torch.Tensor:
         "(B, 1, mel, frames) -> conv map (B, C, mel', frames')."
@@ -235,6 +233,14 @@ class PannsBackbone(_ConvStack):
     def forward(self, x:torch.Tensor) -> torch.Tensor:
         x = self.forward_features(x).mean(3)  # mean over time
         return x.amax(2) + x.mean(2)  # max + mean over frequency
+
+def create_backbone(name:str='cnn6', # 'cnn6', 'cnn10' or 'cnn14'
+                    weights_path=None, # optional PANNs AudioSet checkpoint, e.g. 'Cnn6_mAP=0.343.pth'
+                    dropout:float|bool=0., # dropout after each block; True: the seed's 0.2
+                   ) -> PannsBackbone:
+    "Build a `PannsBackbone` and, given a path, fill it from a PANNs checkpoint (the constructor never reads disk)."
+    bb = PannsBackbone(name, dropout=dropout)
+    return load_panns_checkpoint(bb, weights_path, filter_fn=backbone_filter) if weights_path is not None else bb
 
 # %% ../../nbs/20_models.panns.ipynb #c047
 class ProjectionHead(nn.Module):
