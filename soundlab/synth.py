@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_synth.ipynb #c003
 from __future__ import annotations
-import json, math
+import json, math, shutil
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -227,9 +227,10 @@ def _reuse_root(root:Path, params:dict) -> bool:
         if old['params'] == params: return True
         for name in old['files']: (root / name).unlink(missing_ok=True)
         marker.unlink()
+    if (root / '.synth.partial').exists(): shutil.rmtree(root)  # an interrupted generation of ours: start again
     if root.exists() and any(root.iterdir()):
         raise DatasetError(root, 'is not empty and was not written by soundlab.synth; give make_icbhi/make_sprsound a new folder')
-    root.mkdir(parents=True, exist_ok=True); return False
+    root.mkdir(parents=True, exist_ok=True); (root / '.synth.partial').touch(); return False
 
 def _params(args:dict, kind:str) -> dict:
     "The arguments that define a corpus, JSON-ready."
@@ -324,7 +325,7 @@ def make_icbhi(root, # folder to write (created; returned at once if it already 
     for j, (ss, (stem, pi, dev, lengths)) in enumerate(zip(np.random.SeedSequence(seed).spawn(len(files)), files)):
         _write_icbhi_file(root, stem, pi, dev, lengths, labels[fi == j], fine[pi], demo[pi], ss, seed, knobs)
     written = [f'{s}.{x}' for s, *_ in files for x in ('wav', 'txt')] + _icbhi_meta_files(root, files, train, demo, meta_up)
-    (root / '.synth.json').write_text(json.dumps(dict(params=params, files=written), indent=1))
+    (root / '.synth.json').write_text(json.dumps(dict(params=params, files=written), indent=1)); (root / '.synth.partial').unlink()
     return root
 
 # %% ../nbs/15_synth.ipynb #c044
@@ -405,7 +406,7 @@ def make_sprsound(root, # folder to write (created; returned at once if it alrea
     written = []
     for j, (ss, (stem, pi, role, evs)) in enumerate(zip(np.random.SeedSequence(seed).spawn(len(recs)), recs)):
         written += _write_sprs_file(root, stem, role, evs, types[j], ages[pi], sexes[pi], ss, seed, pi, knobs)
-    (root / '.synth.json').write_text(json.dumps(dict(params=params, files=written), indent=1))
+    (root / '.synth.json').write_text(json.dumps(dict(params=params, files=written), indent=1)); (root / '.synth.partial').unlink()
     return root
 
 # %% ../nbs/15_synth.ipynb #c050
