@@ -41,6 +41,10 @@ class SupConLoss(nn.Module):
         "The scalar loss, averaged over all `B * n_views` anchors."
         _check_features(features, labels)
         B, V, _ = features.shape
+        with torch.autocast(features.device.type, enabled=False):  # logits / tau need fp32: bf16 rounds 1/0.06-scaled similarities to ~0.06
+            return self._loss(features.float(), labels, B, V)
+
+    def _loss(self, features, labels, B, V):
         z = F.normalize(features, dim=-1) if self.normalize else features
         z = z.transpose(0, 1).reshape(V * B, -1)  # view-major rows: view 0 of every sample, then view 1...
         logits = (z @ z.T) / self.temperature
