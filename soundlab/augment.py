@@ -10,7 +10,8 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['SpecAugment', 'mixup', 'time_shift', 'add_noise', 'random_gain', 'Compose']
+__all__ = ['SpecAugment', 'mixup', 'time_shift', 'add_noise', 'random_gain', 'Compose', 'sample_patches', 'mix_back',
+           'random_resized_crop', 'compand', 'gauss_noise', 'SimCLRViews']
 
 # %% ../nbs/03_augment.ipynb #c005
 def _gdev(generator): return generator.device if generator is not None else torch.device('cpu')
@@ -167,3 +168,150 @@ class Compose:
         for t in self.tfms: x = t(x, generator=generator)
         return x
     def __repr__(self): return f"Compose({', '.join(map(repr, self.tfms))})"
+
+# %% ../nbs/03_augment.ipynb #sv002
+import math
+
+# %% ../nbs/03_augment.ipynb #sv003
+def _time_dim(layout:str) -> int:
+    if layout not in ('tf', 'ft'): raise ValueError(f"layout must be 'tf' (frames, mel) or 'ft' (mel, frames), got {layout!r}")
+    return -2 if layout == 'tf' else -1
+
+def _repeat_to(x:Tensor, n:int, dim:int) -> Tensor:
+    "`x` if it is at least `n` long along `dim`, else `x` repeated and cut to exactly `n` (as the seed's audio)."
+    if x.shape[dim] == 0: raise ValueError('cannot repeat an empty clip')
+    k = -(-n // x.shape[dim])
+    return x if k == 1 else torch.cat([x] * k, dim).narrow(dim, 0, n)
+
+# %% ../nbs/03_augment.ipynb #sv004
+def sample_patches(spec:Tensor, # one clip: (..., frames, mel) for layout 'tf', (..., mel, frames) for 'ft'
+                   n_frames:int=101, # patch length in frames
+                   generator:torch.Generator|None=None, # source of randomness (global RNG if None)
+                   n_patches:int=2, # patches drawn independently from the clip
+                   layout:str='tf', # where the time axis is: 'tf' second to last, 'ft' last
+                   return_starts:bool=False, # also return the (n_patches,) start frames
+                  ) -> Tensor: # (n_patches, ..., n_frames, mel) for 'tf'
+    "Cut `n_patches` windows of `n_frames` frames at random positions of one clip (repeated first if shorter)."
+    td = _time_dim(layout); spec = _repeat_to(spec, n_frames, td)
+    hi = spec.shape[td] - n_frames + 1
+    starts = torch.randint(0, hi, (n_patches,), generator=generator, device=_gdev(generator)).cpu()
+    out = torch.stack([spec.narrow(td, int(s), n_frames) for s in starts])
+    return (out, starts) if return_starts else out
+
+# %% ../nbs/03_augment.ipynb #sv009
+def mix_back(x:Tensor, # (B, ...) log-mel patches: log_scale * log10(energy)
+             back:Tensor, # (B, ...) background patches, same shape
+             alpha:float|Tensor=0.05, # background level a ~ U(0, alpha) per example; a (B,) tensor: exact levels
+             generator:torch.Generator|None=None, # source of randomness (global RNG if None)
+             log_scale:float=1., # 1 for the seed's log10 mel, 10 for dB
+            ) -> Tensor:
+    "Seed 001's mix-back: `log((1-a)·E + a·(ΣE/ΣB)·B)`, which keeps each example's total energy `ΣE`."
+    if x.shape != back.shape: raise ValueError(f"mix_back: patch {tuple(x.shape)} and background {tuple(back.shape)} differ")
+    b, k = x.shape[0], math.log(10) / log_scale  # k: natural-log units per input unit
+    a = alpha.to(x.device, x.dtype) if torch.is_tensor(alpha) else alpha * _rand(b, generator=generator, device=x.device).to(x.dtype)
+    a = a.reshape(b, *[1] * (x.ndim - 1))
+    lx, lb = x * k, back * k
+    tot = lambda l: torch.logsumexp(l.reshape(b, -1), 1).reshape(b, *[1] * (x.ndim - 1))
+    return torch.logaddexp(torch.log1p(-a) + lx, torch.log(a) + tot(lx) - tot(lb) + lb) / k
+
+# %% ../nbs/03_augment.ipynb #sv012
+def _rrc_boxes(h:int, w:int, n:int, scale, ratio, generator=None, attempts:int=10):
+    "Per-example crop boxes (top, left, height, width), each a (n,) LongTensor."
+    s = scale[0] + (scale[1] - scale[0]) * _rand(n, attempts, generator=generator).double()
+    lr = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * _rand(n, attempts, generator=generator).double()
+    r, area = lr.exp() * (w / h), float(h * w)
+    cw, ch = (s * area * r).sqrt().round().long(), (s * area / r).sqrt().round().long()
+    ok = (cw <= w) & (ch <= h) & (cw > 0) & (ch > 0)
+    first, fits = ok.long().argmax(1, keepdim=True), ok.any(1)
+    ch = torch.where(fits, ch.gather(1, first)[:, 0], h); cw = torch.where(fits, cw.gather(1, first)[:, 0], w)
+    u = _rand(n, 2, generator=generator).double()
+    return (u[:, 0] * (h - ch + 1)).long(), (u[:, 1] * (w - cw + 1)).long(), ch, cw
+
+# %% ../nbs/03_augment.ipynb #sv013
+def random_resized_crop(x:Tensor, # (B, ..., frames, mel) for layout 'tf', (B, ..., mel, frames) for 'ft'
+                        scale:tuple=(0.8, 1.), # range of the crop's area fraction
+                        ratio:tuple=(3/4, 4/3), # range of the crop's aspect ratio, relative to the patch's own
+                        generator:torch.Generator|None=None, # source of randomness (global RNG if None)
+                        layout:str='tf', # 'tf': height = time; 'ft': height = mel
+                        mode:str='bilinear', # F.interpolate mode
+                       ) -> Tensor: # same shape as x
+    "Crop a random box of every example and resize it back to the example's size."
+    _time_dim(layout); xs = x if layout == 'tf' else x.transpose(-1, -2)
+    b, (h, w) = xs.shape[0], xs.shape[-2:]
+    top, left, ch, cw = (v.tolist() for v in _rrc_boxes(h, w, b, scale, ratio, generator))
+    flat = xs.reshape(b, -1, h, w)
+    out = torch.stack([F.interpolate(flat[i:i + 1, :, t:t + hh, l:l + ww], size=(h, w), mode=mode, align_corners=False)[0]
+                       for i, (t, l, hh, ww) in enumerate(zip(top, left, ch, cw))]).reshape(xs.shape)
+    return out if layout == 'tf' else out.transpose(-1, -2)
+
+# %% ../nbs/03_augment.ipynb #sv018
+def compand(x:Tensor, # (B, ...) log-mel batch
+            alpha:float=0.75, # <1: factor ~ U(alpha, 1) (compression); >1: U(1, alpha) (expansion); 1: identity
+            generator:torch.Generator|None=None, # source of randomness (global RNG if None)
+           ) -> Tensor:
+    "Seed 001's compander: scale every example's log energies by its own random factor (`E -> E**f`)."
+    f = _per_example(sorted((float(alpha), 1.)), x.shape[0], generator, x.device)
+    return x * f.to(x.dtype).reshape(-1, *[1] * (x.ndim - 1))
+
+def gauss_noise(x:Tensor, # (B, ...) batch
+                max_std:float=0.01, # noise std ~ U(0, max_std) per example
+                generator:torch.Generator|None=None, # source of randomness (global RNG if None)
+               ) -> Tensor:
+    "Seed 001's `GaussNoise`: add white Gaussian noise whose std is drawn per example."
+    std = _per_example((0., max_std), x.shape[0], generator, x.device).to(x.dtype).reshape(-1, *[1] * (x.ndim - 1))
+    return x + std * _randn(*x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+# %% ../nbs/03_augment.ipynb #sv021
+class SimCLRViews:
+    "Two augmented views of every clip of a batch (seed 001); every stage is switched off by `None`/`False`/0."
+    def __init__(self, n_frames:int|None=101, # TF-patch length; None: no sampling (equal-length clips, both views start whole)
+                 mix_back:float|None=0.05, # max background level alpha (None/0: no mix-back)
+                 rrc:bool=True, # random resized crop
+                 rrc_scale:tuple=(0.8, 1.), rrc_ratio:tuple=(3/4, 4/3), # its area and relative aspect ranges
+                 compand:float|None=0.75, # compander alpha (None/1: off)
+                 specaugment:SpecAugment|None=None, # a SpecAugment in the same layout, applied after compression
+                 noise:float|None=0.01, # max Gaussian-noise std (None/0: off)
+                 mean:float|None=None, std:float|None=None, # final (x - mean) / std, the seed's Normalize (None: off)
+                 layout:str='tf', # 'tf': clips are (frames, mel); 'ft': (mel, frames)
+                ):
+        _time_dim(layout); args = dict(locals()); args.pop('self')
+        self.__dict__.update(args)
+    def __repr__(self):
+        return 'SimCLRViews(' + ', '.join(f'{k}={v!r}' for k, v in self.__dict__.items()) + ')'
+
+# %% ../nbs/03_augment.ipynb #sv022
+def _views_patches(self:SimCLRViews, clips, generator) -> Tensor:
+    "(2, B, ...) pairs of patches (or of whole clips)."
+    if self.n_frames is None: x = torch.stack(list(clips)); return torch.stack([x, x])
+    return torch.stack([sample_patches(c, self.n_frames, generator, 2, self.layout) for c in clips], 1)
+
+def _views_backgrounds(self:SimCLRViews, n:int, pool, generator, own:bool) -> Tensor:
+    "(n, ...) background patches: from `pool`, never a clip's own when `own` (the pool is the batch)."
+    if own and len(pool) < 2: raise ValueError('SimCLRViews: mix-back needs 2+ clips in the batch, or `backgrounds`')
+    r = torch.randint(1 if own else 0, len(pool), (n,), generator=generator, device=_gdev(generator)).tolist()
+    idx = [(i + j) % len(pool) for i, j in enumerate(r)] if own else r
+    if self.n_frames is None: return torch.stack([pool[j] for j in idx])
+    return torch.stack([sample_patches(pool[j], self.n_frames, generator, 1, self.layout)[0] for j in idx])
+
+# %% ../nbs/03_augment.ipynb #sv023
+def _views_call(self:SimCLRViews, clips, # B clips (frames_i, mel) for 'tf' (a list, or a (B, frames, mel) tensor)
+                generator:torch.Generator|None=None, # source of randomness (global RNG if None)
+                backgrounds=None, # clips to draw mix-back backgrounds from (default: the other clips of the batch)
+               ) -> tuple: # two (B, n_frames, mel) views for 'tf'
+    "Both views of every clip."
+    views = self.patches(clips, generator); b = views.shape[1]
+    if self.mix_back:
+        a = self.mix_back * _rand(b, generator=generator, device=views.device)  # one level per clip, both views
+        pool, own = (clips, True) if backgrounds is None else (backgrounds, False)
+        views = torch.stack([mix_back(v, self.backgrounds(b, pool, generator, own).to(v), a, generator) for v in views])
+    return tuple(self.augment(v, generator) for v in views)
+
+def _views_augment(self:SimCLRViews, x:Tensor, generator=None) -> Tensor:
+    "RRC -> compression -> SpecAugment -> noise -> normalisation of one batch of patches."
+    if self.rrc: x = random_resized_crop(x, self.rrc_scale, self.rrc_ratio, generator, self.layout)
+    if self.compand not in (None, 1): x = compand(x, self.compand, generator)
+    if self.specaugment is not None: x = self.specaugment(x, generator=generator)
+    if self.noise: x = gauss_noise(x, self.noise, generator)
+    return x if self.mean is None else (x - self.mean) / self.std
+SimCLRViews.patches, SimCLRViews.backgrounds, SimCLRViews.__call__, SimCLRViews.augment = \
+    _views_patches, _views_backgrounds, _views_call, _views_augment

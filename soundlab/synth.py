@@ -17,8 +17,9 @@ from .data.sprsound import EVENT_TYPES as SPRS_TYPES
 
 # %% auto #0
 __all__ = ['DEVICES', 'ICBHI_DEVICES', 'WHEEZE_F0', 'ICBHI_TRAIN_COUNTS', 'ICBHI_TEST_COUNTS', 'CHEST_LOCATIONS',
-           'SPRS_TRAIN_COUNTS', 'SPRS_SOUND', 'Event', 'Voice', 'patient_voice', 'snr_ranges', 'render', 'quotas',
-           'assign_labels', 'make_icbhi', 'sprs_record_annotation', 'make_sprsound', 'proxy_separability']
+           'SPRS_TRAIN_COUNTS', 'SPRS_SOUND', 'FSD_RECIPES', 'Event', 'Voice', 'patient_voice', 'snr_ranges', 'render',
+           'quotas', 'assign_labels', 'make_icbhi', 'sprs_record_annotation', 'make_sprsound', 'proxy_separability',
+           'fsd_clip', 'make_fsdnoisy18k']
 
 # %% ../nbs/15_synth.ipynb #c006
 @dataclass
@@ -437,3 +438,176 @@ def proxy_separability(train, test, # `Record`s (with 'sex' and 'age' in `custom
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000, class_weight='balanced')).fit(Xtr[ytr >= 0], ytr[ytr >= 0])
         out[kind] = 100 * balanced_accuracy_score(yte[yte >= 0], clf.predict(Xte[yte >= 0]))
     return out
+
+# %% ../nbs/15_synth.ipynb #fsd001
+import contextlib
+import pandas as pd
+from .data.fsdnoisy18k import CLASSES as FSD_CLASSES, META as FSD_META, AUDIO_TRAIN as FSD_AUDIO_TRAIN, AUDIO_TEST as FSD_AUDIO_TEST
+
+# %% ../nbs/15_synth.ipynb #fsd002
+def _decay(m, sr, tau, attack=0.002):
+    "m samples of an exponential decay (time constant `tau` s) after a short linear attack."
+    e = np.exp(-np.arange(m) / (tau * sr)); a = min(m, max(1, int(attack * sr)))
+    e[:a] *= np.arange(a) / a
+    return e
+
+def _bandnoise(m, sr, lo, hi, rng, order=4):
+    "m samples of unit-std noise band-passed to [lo, hi] Hz (`_noise` with a `_band` shape)."
+    return _noise(m, m, _band(np.fft.rfftfreq(m, 1 / sr), lo, hi, order), rng)
+
+def _partials(m, sr, freqs, amps, rng):
+    "A sum of sines (random phases), partials above 0.45·sr left out."
+    t = np.arange(m) / sr
+    return sum((a * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) for f, a in zip(freqs, amps) if f < 0.45 * sr), np.zeros(m))
+
+# %% ../nbs/15_synth.ipynb #fsd003
+def _pluck(sr, rng, f0, tau, harmonics, chord=1):
+    "A plucked note (or chord of `chord` notes a third/fifth apart): decaying harmonic partials."
+    m = int(min(4 * tau, 2.) * sr); k = np.arange(1, harmonics + 1)
+    notes = f0 * 2 ** (np.array([0, 4, 7, 12])[:chord] / 12)
+    return sum(_partials(m, sr, f * k * (1 + 3e-4 * k ** 2), k ** -1.3, rng) for f in notes) * _decay(m, sr, tau)
+
+def _burst(sr, rng, lo, hi, tau):
+    "A noise hit in [lo, hi] Hz with decay `tau` s."
+    m = max(int(6 * tau * sr), 8)
+    return _bandnoise(m, sr, lo, hi, rng) * _decay(m, sr, tau, min(0.002, tau / 4))
+
+def _ring(sr, rng, lo, hi, tau, n):
+    "A metallic strike: `n` inharmonic partials in [lo, hi] Hz, each decaying a little differently."
+    m = int(5 * tau * sr); f = rng.uniform(lo, hi, n)
+    return sum(_partials(m, sr, [fi], [1.], rng) * _decay(m, sr, tau * rng.uniform(0.5, 1.5)) for fi in f) / np.sqrt(n)
+
+# %% ../nbs/15_synth.ipynb #fsd004
+def _thump(sr, rng):
+    "A slam: a low damped thud with a short broadband click on top."
+    x = _burst(sr, rng, 40, 250, .12); c = _burst(sr, rng, 1000, 6000, .01); x[:len(c)] += 0.5 * c
+    return x
+
+def _taper(x, frac=0.1):
+    "Raised-sine fade in and out over `frac` of the length."
+    k = max(1, int(len(x) * frac)); w = np.ones(len(x)); w[:k] = np.sin(np.pi / 2 * np.arange(k) / k) ** 2; w[-k:] = w[:k][::-1]
+    return x * w
+
+def _am(m, sr, rng, rate, depth):
+    "An amplitude modulation `1 - depth * (0.5 + 0.5 sin)` at `rate` Hz, its rate wandering by ±30 %."
+    ph = 2 * np.pi * np.cumsum(rate * (1 + 0.3 * np.sin(2 * np.pi * rng.uniform(.1, .5) * np.arange(m) / sr))) / sr
+    return 1 - depth * (0.5 + 0.5 * np.sin(ph + rng.uniform(0, 2 * np.pi)))
+
+def _texture(m, sr, rng, lo, hi, rate, depth):
+    "Band noise in [lo, hi] Hz under amplitude modulation."
+    return _taper(_bandnoise(m, sr, lo, hi, rng, 2) * _am(m, sr, rng, rate, depth), 0.05)
+
+def _buzz(m, sr, rng, f0, rate):
+    "A harmonic buzz at `f0` Hz (1/k partials up to 4 kHz) with amplitude modulation at `rate` Hz."
+    k = np.arange(1, int(4000 / f0) + 1)
+    return _taper(_partials(m, sr, f0 * k, 1 / k, rng) * _am(m, sr, rng, rate, 0.6), 0.05)
+
+def _squeak(sr, rng):
+    "A short chirp (1–3 kHz) with fast vibrato."
+    m = int(rng.uniform(0.08, 0.35) * sr); t = np.arange(m) / sr
+    f = rng.uniform(1000, 3000) * (1 + rng.uniform(-.3, .3) * t / t[-1]) * (1 + 0.05 * np.sin(2 * np.pi * rng.uniform(20, 50) * t))
+    return _taper(np.sin(2 * np.pi * np.cumsum(f) / sr), 0.2)
+
+# %% ../nbs/15_synth.ipynb #fsd005
+def _events(m, sr, rng, rate, regular, make):
+    "m samples holding events from `make()` at `rate` per second, on a jittered grid (`regular`) or a Poisson process."
+    span, y = m / sr, np.zeros(m)
+    t = (np.arange(rng.uniform(0, 0.5 / rate), span, 1 / rate) * rng.uniform(0.97, 1.03) if regular
+         else np.cumsum(rng.exponential(1 / rate, int(span * rate * 3) + 3)) - rng.uniform(0, 1 / rate))
+    t = t[(t >= 0) & (t < span)]
+    for ti in (t if len(t) else [rng.uniform(0, span / 2)]): _add(y, make() * rng.uniform(0.6, 1.), ti * sr)
+    return y
+
+def _bounces(m, sr, rng, make):
+    "A dropped object: strikes at shrinking intervals and levels, then a fast rattle."
+    y, t, gap, a = np.zeros(m), rng.uniform(0, 0.2) * m / sr, rng.uniform(0.2, 0.4), 1.
+    while t < m / sr and gap > 0.01: _add(y, a * make(), t * sr); t += gap; gap *= rng.uniform(0.6, 0.8); a *= 0.8
+    return y
+
+# %% ../nbs/15_synth.ipynb #fsd006
+FSD_RECIPES = {  # class -> (active span m samples, sr, rng) -> waveform
+    'Acoustic_guitar': lambda m, sr, r: _events(m, sr, r, 2.5, True, lambda: _pluck(sr, r, r.uniform(110, 440), .5, 12)),
+    'Bass_guitar': lambda m, sr, r: _events(m, sr, r, 1.5, True, lambda: _pluck(sr, r, r.uniform(41, 110), .8, 6)),
+    'Clapping': lambda m, sr, r: _events(m, sr, r, 4., True, lambda: _burst(sr, r, 600, 5000, .015)),
+    'Coin_(dropping)': lambda m, sr, r: _bounces(m, sr, r, lambda: _ring(sr, r, 3000, 8000, .08, 3)),
+    'Crash_cymbal': lambda m, sr, r: _events(m, sr, r, .4, False, lambda: _burst(sr, r, 3000, 12000, .9)),
+    'Dishes_and_pots_and_pans': lambda m, sr, r: _events(m, sr, r, 2.5, False, lambda: _ring(sr, r, 400, 2500, .25, 5)),
+    'Engine': lambda m, sr, r: _buzz(m, sr, r, r.uniform(25, 60), r.uniform(8, 15)),
+    'Fart': lambda m, sr, r: _events(m, sr, r, .8, False, lambda: _buzz(int(r.uniform(.2, .8) * sr), sr, r, r.uniform(70, 180), r.uniform(20, 40))),
+    'Fire': lambda m, sr, r: .2 * _texture(m, sr, r, 100, 1500, .5, .5) + _events(m, sr, r, 12., False, lambda: _burst(sr, r, 1000, 8000, .002)),
+    'Fireworks': lambda m, sr, r: _events(m, sr, r, .7, False, lambda: _burst(sr, r, 80, 4000, .35)),
+    'Glass': lambda m, sr, r: _events(m, sr, r, .8, False, lambda: _ring(sr, r, 2500, 7000, .4, 4)),
+    'Hi-hat': lambda m, sr, r: _events(m, sr, r, 6., True, lambda: _burst(sr, r, 7000, 14000, .03)),
+    'Piano': lambda m, sr, r: _events(m, sr, r, 1.5, True, lambda: _pluck(sr, r, r.uniform(200, 900), 1., 8, chord=3)),
+    'Rain': lambda m, sr, r: .3 * _texture(m, sr, r, 800, 9000, .2, .3) + _events(m, sr, r, 40., False, lambda: _burst(sr, r, 2000, 10000, .003)),
+    'Slam': lambda m, sr, r: _events(m, sr, r, .4, False, lambda: _thump(sr, r)),
+    'Squeak': lambda m, sr, r: _events(m, sr, r, 1.5, False, lambda: _squeak(sr, r)),
+    'Tearing': lambda m, sr, r: _texture(m, sr, r, 800, 5000, r.uniform(20, 40), .9),
+    'Walk_or_footsteps': lambda m, sr, r: _events(m, sr, r, 1.8, True, lambda: _burst(sr, r, 80, 900, .06)),
+    'Wind': lambda m, sr, r: _texture(m, sr, r, 40, 700, r.uniform(.2, .6), .8),
+    'Writing': lambda m, sr, r: _texture(m, sr, r, 2000, 7000, r.uniform(4, 9), .95),
+}
+
+def fsd_clip(label:str, # one of the 20 FSDnoisy18k classes
+             duration:float, # seconds
+             sr:int, # sample rate
+             rng:np.random.Generator) -> np.ndarray:
+    "One synthetic clip of class `label`: the event at a random position over a pink-noise background, peak 0.3–0.9."
+    n = int(duration * sr); a = int(rng.uniform(0, 0.25) * n); m = max(int(rng.uniform(0.5, 1.) * (n - a)), int(0.3 * sr))
+    y = np.zeros(n); _add(y, FSD_RECIPES[label](m, sr, rng), a)
+    rms = np.sqrt(np.mean(y[a:a + m] ** 2)) + 1e-9
+    f = np.fft.rfftfreq(n, 1 / sr)
+    y += rms * 10 ** (-rng.uniform(8, 30) / 20) * _noise(n, n, _band(f, 30., 0.45 * sr, 1) / np.sqrt(np.maximum(f, 30.)), rng)
+    return (y * rng.uniform(0.3, 0.9) / (np.abs(y).max() + 1e-9)).astype(np.float32)
+
+# %% ../nbs/15_synth.ipynb #fsd007
+def _fsd_train_table(classes, n_per_class, clean_fraction, label_noise, rng):
+    "Train rows: true class, clean flag, written label, noisy_small flag."
+    k = len(classes); y = np.repeat(np.arange(k), n_per_class)
+    n_clean = int(np.floor(clean_fraction * n_per_class + 0.5))
+    clean = np.zeros(len(y), bool)
+    for c in range(k): clean[rng.permutation(np.flatnonzero(y == c))[:n_clean]] = True
+    noisy = np.flatnonzero(~clean); lab = y.copy()
+    flip = rng.permutation(noisy)[:int(np.floor(label_noise * len(noisy) + 0.5))]
+    lab[flip] = (y[flip] + rng.integers(1, k, len(flip))) % k  # uniformly one of the other classes
+    small = np.zeros(len(y), bool); small[rng.permutation(noisy)[:min(clean.sum(), len(noisy))]] = True
+    return y, clean, lab, small
+
+# %% ../nbs/15_synth.ipynb #fsd008
+def make_fsdnoisy18k(root, # folder to write (created; returned at once if it already holds this exact corpus)
+                     n_per_class:int=16, # train clips per class (clean + noisy)
+                     n_test_per_class:int=4, # test clips per class
+                     clean_fraction:float=0.25, # share of every class's train clips in the clean set
+                     label_noise:float=0.3, # share of the noisy set whose label is another class
+                     durations:tuple=(1., 8.), # clip lengths (s), log-uniform
+                     sample_rate:int=44100, # FSDnoisy18k's own rate
+                     seed:int=0, # same arguments -> byte-identical files
+                    ) -> Path:
+    "Write a small corpus in FSDnoisy18k's published layout (20 synthetic classes, noisy and clean train sets); returns `root`."
+    params = _params(dict(locals()), 'fsdnoisy18k')
+    root = Path(root); marker = root / '.synth.json'
+    if marker.exists() and json.loads(marker.read_text())['params'] != params:  # _reuse_root would find our empty folders
+        for name in json.loads(marker.read_text())['files']: (root / name).unlink(missing_ok=True)
+        for d in (FSD_META, FSD_AUDIO_TRAIN, FSD_AUDIO_TEST):
+            with contextlib.suppress(OSError): (root / d).rmdir()
+    if _reuse_root(root, params): return root
+    rng, k = np.random.default_rng(seed), len(FSD_CLASSES)
+    y, clean, lab, small = _fsd_train_table(FSD_CLASSES, n_per_class, clean_fraction, label_noise, rng)
+    yt = np.repeat(np.arange(k), n_test_per_class)
+    order, order_t = rng.permutation(len(y)), rng.permutation(len(yt))  # files not grouped by class
+    dur = np.exp(rng.uniform(*np.log(durations), len(y) + len(yt))).round(3)
+    # (folder, fname, true class, duration) of every clip, each rendered from its own generator
+    clips = [(FSD_AUDIO_TRAIN, f'{100000 + j}.wav', y[i], dur[j]) for j, i in enumerate(order)]
+    clips += [(FSD_AUDIO_TEST, f'{900000 + j}.wav', yt[i], dur[len(y) + j]) for j, i in enumerate(order_t)]
+    for d in (FSD_META, FSD_AUDIO_TRAIN, FSD_AUDIO_TEST): (root / d).mkdir(exist_ok=True)
+    for ss, (d, fname, c, L) in zip(np.random.SeedSequence(seed).spawn(len(clips)), clips):
+        sf.write(root / d / fname, fsd_clip(FSD_CLASSES[c], L, sample_rate, np.random.default_rng(ss)), sample_rate, subtype='PCM_16')
+    aso = lambda c: f'/t/synth{c:02d}'
+    pd.DataFrame(dict(fname=[c[1] for c in clips[:len(y)]], label=[FSD_CLASSES[lab[i]] for i in order], aso_id=[aso(lab[i]) for i in order],
+                      manually_verified=clean[order].astype(int), noisy_small=small[order].astype(int))).to_csv(root / FSD_META / 'train.csv', index=False)
+    pd.DataFrame(dict(fname=[c[1] for c in clips[len(y):]], label=[FSD_CLASSES[yt[i]] for i in order_t],
+                      aso_id=[aso(yt[i]) for i in order_t])).to_csv(root / FSD_META / 'test.csv', index=False)
+    pd.DataFrame(dict(fname=[c[1] for c in clips[:len(y)]], true_label=[FSD_CLASSES[y[i]] for i in order])).to_csv(root / 'synth_true_labels.csv', index=False)
+    written = [f'{d}/{f}' for d, f, *_ in clips] + [f'{FSD_META}/train.csv', f'{FSD_META}/test.csv', 'synth_true_labels.csv']
+    (root / '.synth.json').write_text(json.dumps(dict(params=params, files=written), indent=1)); (root / '.synth.partial').unlink()
+    return root

@@ -59,7 +59,7 @@ class RespiratoryConfig:
 
 PRESETS = {
     'paper': {},
-    'demo': dict(bs=32, epochs=8, epochs2=30, lr=1e-3, duration=4., t_max=8, synth=dict(n_patients=40)),
+    'demo': dict(bs=32, epochs=12, epochs2=50, lr=1e-3, lr2=1e-3, duration=4., t_max=12, synth=dict(n_patients=80)),
     'smoke': dict(bs=16, epochs=1, epochs2=2, lr=1e-3, duration=2., t_max=1, synth=dict(n_patients=6), amp=False),
 }
 
