@@ -5,9 +5,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 NBS = REPO / 'nbs'
 
-def run_notebook(nb: str, out_dir: Path, data_dir: Path, **params):
+def run_notebook(nb: str, work_dir: Path, data_dir: Path, /, **params):
     "Execute a result notebook with papermill in a subprocess (the way a user runs it); return the completed process."
-    args = [sys.executable, '-m', 'papermill', str(NBS / nb), str(out_dir / f'out_{nb}'), '--cwd', str(REPO),
+    args = [sys.executable, '-m', 'papermill', str(NBS / nb), str(work_dir / f'out_{nb}'), '--cwd', str(REPO),
             '-k', 'python3', '--no-progress-bar']
     for k, v in params.items(): args += ['-p', k, str(v)] if not isinstance(v, bool) else ['-y', f'{k}: {str(v).lower()}']
     env = {**os.environ, 'SOUNDLAB_DATA': str(data_dir), 'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS', '2')}
