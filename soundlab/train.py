@@ -15,7 +15,7 @@ from .core import SoundlabError, atomic_write, get_device, autocast_dtype, seed_
 
 # %% auto #0
 __all__ = ['CheckpointError', 'save_checkpoint', 'load_checkpoint', 'to_device', 'epoch_seed', 'Trainer', 'autocast',
-           'state_dict', 'load_state_dict', 'train_epoch', 'fit', 'write_history', 'predict']
+           'state_dict', 'load_state_dict', 'train_epoch', 'fit', 'write_history', 'predict', 'update_table']
 
 # %% ../nbs/40_train.ipynb #c006
 class CheckpointError(SoundlabError):
@@ -181,3 +181,22 @@ def predict(model:nn.Module, loader, fn:Callable, # fn(model, batch) -> Tensor o
                     else (out.float().cpu() if out.is_floating_point() else out.cpu()))
     if outs and isinstance(outs[0], dict): return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
     return torch.cat(outs)
+
+# %% ../nbs/40_train.ipynb #c030
+def update_table(row:dict, # one configuration's results
+                 csv_path, # the table's CSV (its Markdown twin is written beside it, same name, .md)
+                 key:str='tag', # the column identifying a configuration
+                 hidden:tuple=('tag',), # columns kept in the CSV but left out of the Markdown
+                ) -> pd.DataFrame:
+    "Insert or replace `row` (by `key`) in the CSV table; rewrite it and its Markdown twin atomically."
+    csv_path = Path(csv_path)
+    table = pd.read_csv(csv_path) if csv_path.exists() else pd.DataFrame()
+    new = pd.DataFrame([row])
+    if len(table) and (table[key] == row[key]).any():  # replaced where it stands: reruns keep the table's order
+        i = int(np.flatnonzero(table[key] == row[key])[0])
+        table = pd.concat([table.iloc[:i], new, table.iloc[i + 1:]], ignore_index=True)
+    else: table = pd.concat([table, new], ignore_index=True)
+    with atomic_write(csv_path, suffix='.csv') as tmp: table.to_csv(tmp, index=False)
+    md = table.drop(columns=[c for c in hidden if c in table.columns]).to_markdown(index=False)
+    with atomic_write(csv_path.with_suffix('.md'), suffix='.md') as tmp: tmp.write_text(md + '\n')
+    return table

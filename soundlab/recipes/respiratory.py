@@ -21,13 +21,13 @@ from ..data.sprsound import SPRSound
 from ..models.panns import create_backbone, RespiratoryNet, LinearClassifier
 from ..losses import SupConLoss, class_weights
 from ..metrics import icbhi_scores
-from ..train import Trainer, predict, load_checkpoint
+from ..train import Trainer, predict, load_checkpoint, update_table
 from ..core import atomic_write
 
 # %% auto #0
 __all__ = ['METHODS', 'CLASS_NAMES', 'PRESETS', 'METHOD_NAMES', 'RespiratoryConfig', 'respiratory_config', 'corpus_root',
            'load_cycles', 'build_model', 'make_step', 'run_once', 'run_tag', 'fmt_mean_std', 'summarize',
-           'update_table', 'run_respiratory']
+           'run_respiratory']
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c006
 METHODS = ('sl', 'scl', 'hybrid', 'mscl')
@@ -213,17 +213,6 @@ def summarize(cfg:RespiratoryConfig, runs:list) -> dict:
             'score_mean': float(np.mean([r['score'] for r in runs]))}
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c019
-def update_table(row:dict, csv_path) -> pd.DataFrame:
-    "Insert or replace `row` (keyed by its tag) in the CSV table and rewrite it and its Markdown twin atomically."
-    csv_path = Path(csv_path)
-    table = pd.read_csv(csv_path) if csv_path.exists() else pd.DataFrame()
-    if len(table): table = table[table.tag != row['tag']]
-    table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
-    with atomic_write(csv_path, suffix='.csv') as tmp: table.to_csv(tmp, index=False)
-    with atomic_write(csv_path.with_suffix('.md'), suffix='.md') as tmp: tmp.write_text(table.drop(columns=['tag', 'score_mean']).to_markdown(index=False) + '\n')
-    return table
-
-# %% ../../nbs/41_recipes.respiratory.ipynb #c021
 def run_respiratory(cfg:RespiratoryConfig, data:dict|None=None, progress:bool=True) -> tuple[dict, list]:
     "Run `cfg` for `n_runs` seeds (seed, seed+1, ...): returns the table row and the per-run results."
     data = data or load_cycles(cfg, progress=progress)
