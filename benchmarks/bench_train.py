@@ -12,7 +12,7 @@ It also reports the share of step time spent outside the model (fetching the bat
 With `--accuracy` it trains the demo-sized CE recipe with and without mixed precision over a few seeds and prints
 the ICBHI Scores side by side.
 
-    .venv/bin/python benchmarks/bench_train.py [--backbones cnn6 cnn10 cnn14] [--steps 6] [--accuracy]
+    .venv/bin/python benchmarks/bench_train.py [--backbones cnn6 cnn10 cnn14] [--steps 6] [--accuracy [--skip-steps]]
 """
 import argparse, time, platform
 from pathlib import Path
@@ -106,18 +106,21 @@ if __name__ == '__main__':
     p.add_argument('--steps', type=int, default=6)
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--accuracy', action='store_true', help='also compare bf16 and fp32 training accuracy')
+    p.add_argument('--skip-steps', action='store_true', help='skip the step-throughput table (with --accuracy)')
     p.add_argument('--acc-seeds', type=int, default=3)
     p.add_argument('--acc-epochs', type=int, default=8)
     p.add_argument('--out', default='benchmarks/results/bench_train.csv')
     args = p.parse_args()
     print(f'{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, '
           f'CPU mixed precision: {autocast_dtype("cpu")}')
-    df = bench_steps(args)
-    print(df.to_markdown(index=False, floatfmt='.3f'))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out, index=False)
+    if not args.skip_steps:
+        df = bench_steps(args)
+        print(df.to_markdown(index=False, floatfmt='.3f'))
+        df.to_csv(args.out, index=False)
     if args.accuracy:
         acc = bench_accuracy(args)
+        print(acc.to_markdown(index=False, floatfmt='.2f'))
         summary = acc.groupby('amp').score.agg(['mean', 'std', 'count'])
         print(summary.to_markdown(floatfmt='.2f'))
         acc.to_csv(Path(args.out).with_name('bench_train_accuracy.csv'), index=False)
