@@ -11,15 +11,15 @@ import numpy as np
 import scipy.fft as sfft
 import soundfile as sf
 import torch
-from .core import DatasetError
+from .core import DatasetError, data_dir
 from .data.core import meta_labels
 from .data.sprsound import EVENT_TYPES as SPRS_TYPES
 
 # %% auto #0
 __all__ = ['DEVICES', 'ICBHI_DEVICES', 'WHEEZE_F0', 'ICBHI_TRAIN_COUNTS', 'ICBHI_TEST_COUNTS', 'CHEST_LOCATIONS',
            'SPRS_TRAIN_COUNTS', 'SPRS_SOUND', 'FSD_RECIPES', 'Event', 'Voice', 'patient_voice', 'snr_ranges', 'render',
-           'quotas', 'assign_labels', 'make_icbhi', 'sprs_record_annotation', 'make_sprsound', 'proxy_separability',
-           'fsd_clip', 'make_fsdnoisy18k']
+           'quotas', 'assign_labels', 'default_root', 'make_icbhi', 'sprs_record_annotation', 'make_sprsound',
+           'proxy_separability', 'fsd_clip', 'make_fsdnoisy18k']
 
 # %% ../nbs/15_synth.ipynb #c006
 @dataclass
@@ -240,6 +240,12 @@ def _params(args:dict, kind:str) -> dict:
 def _fmt(x, nd=2):
     "A demographic value as the ICBHI file writes it ('NA' when unknown, no trailing zeros)."
     return 'NA' if not np.isfinite(x) else f'{x:.{nd}f}'.rstrip('0').rstrip('.') if nd else str(int(round(x)))
+
+def default_root(kind:str, # corpus name, e.g. 'icbhi'
+                 args:dict, # the generator's arguments
+                ) -> Path:
+    "Where a result notebook keeps the synthetic corpus made with `args`: one folder per distinct argument set."
+    return data_dir()/'synth'/(kind + ''.join(f'_{k}{v}' for k, v in sorted(args.items())))
 
 # %% ../nbs/15_synth.ipynb #c032
 def _demographics(n, rng, child_frac, n_missing):

@@ -4,15 +4,13 @@
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c003
 from __future__ import annotations
-import json, math, time
-from dataclasses import dataclass, asdict, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch
-from torch import nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
-from ..core import DatasetError, data_dir, seed_everything
+from ..core import data_dir, seed_everything
 from ..features import RespiratoryMel, FeatureCache
 from ..augment import SpecAugment
 from ..data.core import precompute
@@ -22,7 +20,6 @@ from ..models.panns import create_backbone, RespiratoryNet, LinearClassifier
 from ..losses import SupConLoss, class_weights
 from ..metrics import icbhi_scores
 from ..train import Trainer, predict, load_checkpoint, update_table
-from ..core import atomic_write
 
 # %% auto #0
 __all__ = ['METHODS', 'CLASS_NAMES', 'PRESETS', 'METHOD_NAMES', 'RespiratoryConfig', 'respiratory_config', 'corpus_root',
@@ -80,8 +77,7 @@ def corpus_root(cfg:RespiratoryConfig) -> Path:
     from soundlab import synth
     icbhi = cfg.dataset.upper() == 'ICBHI'
     args = {'seed': 0, **cfg.synth}
-    root = data_dir()/'synth'/(('icbhi' if icbhi else 'sprsound') + ''.join(f'_{k}{v}' for k, v in sorted(args.items())))
-    return (synth.make_icbhi if icbhi else synth.make_sprsound)(root, **args)
+    return (synth.make_icbhi if icbhi else synth.make_sprsound)(synth.default_root('icbhi' if icbhi else 'sprsound', args), **args)
 
 def _dataset(cfg, root, split, frontend, cache):
     kw = dict(sample_rate=cfg.samplerate, duration=cfg.duration, pad=cfg.pad, frontend=frontend, cache=cache)

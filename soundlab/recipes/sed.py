@@ -83,9 +83,9 @@ def milestones(epochs:int, steps:tuple) -> list:
 def corpus_root(cfg:SEDConfig) -> Path:
     "`data_root`, or the synthetic FSDnoisy18k corpus of `cfg.synth` (written on first use, then reused)."
     if cfg.data_root: return Path(cfg.data_root).expanduser()
-    from soundlab.synth import make_fsdnoisy18k
+    from soundlab.synth import make_fsdnoisy18k, default_root
     args = {'seed': 0, **cfg.synth}
-    return make_fsdnoisy18k(data_dir()/'synth'/('fsdnoisy18k' + ''.join(f'_{k}{v}' for k, v in sorted(args.items()))), **args)
+    return make_fsdnoisy18k(default_root('fsdnoisy18k', args), **args)
 
 def _read_split(records, frontend, cache, progress) -> dict:
     ds = FSDnoisy18k('', records[0].split if records else '', records=records, frontend=frontend, cache=cache)
