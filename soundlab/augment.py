@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['SpecAugment', 'mixup', 'time_shift', 'add_noise', 'random_gain', 'Compose', 'sample_patches', 'mix_back',
-           'random_resized_crop', 'compand', 'gauss_noise', 'SimCLRViews']
+           'random_resized_crop', 'compand', 'gauss_noise', 'SimCLRViews', 'TimeMasking', 'TimeStretch',
+           'waveaug_params', 'WaveViews']
 
 # %% ../nbs/03_augment.ipynb #c005
 def _gdev(generator): return generator.device if generator is not None else torch.device('cpu')
@@ -315,3 +316,64 @@ def _views_augment(self:SimCLRViews, x:Tensor, generator=None) -> Tensor:
     return x if self.mean is None else (x - self.mean) / self.std
 SimCLRViews.patches, SimCLRViews.backgrounds, SimCLRViews.__call__, SimCLRViews.augment = \
     _views_patches, _views_backgrounds, _views_call, _views_augment
+
+# %% ../nbs/03_augment.ipynb #sec2a001
+import math
+import torch_audiomentations as _ta
+
+class TimeMasking(nn.Module):
+    "Zero `masks` random spans of `mask_fraction * T` samples in each example, with probability `p`."
+    def __init__(self, masks:int=5, mask_fraction:float=0.01, p:float=0.5):
+        super().__init__(); self.masks, self.mask_fraction, self.p = masks, mask_fraction, p
+    def forward(self, x:Tensor) -> Tensor: # (B, C, T)
+        B, T = x.shape[0], x.shape[-1]; w = max(1, int(self.mask_fraction * T))
+        start = (torch.rand(B, self.masks) * (T - w)).long()[..., None]
+        idx = torch.arange(T)
+        mask = ((idx >= start) & (idx < start + w)).any(1) & (torch.rand(B, 1) < self.p)
+        return x.masked_fill(mask[:, None].to(x.device), 0.)
+
+# %% ../nbs/03_augment.ipynb #sec2a002
+class TimeStretch(nn.Module):
+    "Phase-vocoder time stretch by a rate in [min_rate, max_rate] (per example, probability `p`), kept at length T."
+    def __init__(self, min_rate:float=0.9, max_rate:float=1.1, p:float=0.5, n_fft:int=512):
+        super().__init__(); self.min_rate, self.max_rate, self.p, self.n_fft = min_rate, max_rate, p, n_fft
+    def forward(self, x:Tensor) -> Tensor: # (B, C, T)
+        import torchaudio.functional as AF
+        out, T, hop, win = x.clone(), x.shape[-1], self.n_fft // 4, torch.hann_window(self.n_fft, device=x.device)
+        adv = torch.linspace(0, math.pi * hop, self.n_fft // 2 + 1, device=x.device)[:, None]
+        for b in torch.nonzero(torch.rand(x.shape[0]) < self.p).flatten().tolist():
+            rate = float(self.min_rate + (self.max_rate - self.min_rate) * torch.rand(()))
+            spec = torch.stft(x[b], self.n_fft, hop, window=win, return_complex=True)
+            y = torch.istft(AF.phase_vocoder(spec, rate, adv), self.n_fft, hop, window=win)
+            out[b] = F.pad(y, (0, max(0, T - y.shape[-1])))[..., :T]
+        return out
+
+# %% ../nbs/03_augment.ipynb #sec2a003
+def waveaug_params(params:dict, # the seed's `waveaug_params` dictionary
+                   sample_rate:int=16000) -> _ta.Compose:
+    "torch-audiomentations `Compose` of the seed's waveform augmentations, each with its own probability."
+    P, kw = params, dict(sample_rate=sample_rate, output_type='tensor')
+    return _ta.Compose([
+        _ta.Gain(P['min_gain_in_db'], P['max_gain_in_db'], p=P['gain_p'], **kw),
+        _ta.AddColoredNoise(P['min_snr_in_db'], P['max_snr_in_db'], P['noise_min_f_decay'], P['noise_max_f_decay'], p=P['noise_p'], **kw),
+        _ta.BandStopFilter(min_bandwidth_fraction=P['bandstop_min_bandwidth_fraction'], max_bandwidth_fraction=P['bandstop_max_bandwidth_fraction'], p=P['bandstop_p'], **kw),
+        _ta.HighPassFilter(p=P['highpass_p'], **kw), _ta.LowPassFilter(p=P['lowpass_p'], **kw),
+        _ta.PitchShift(P['pitchshift_min_transpose_semitones'], P['pitchshift_max_transpose_semitones'], p=P['pitchshift_p'], **kw),
+        _ta.Shift(P['shift_min_shift'], P['shift_max_shift'], p=P['shift_p'], **kw),
+        _ta.SpliceOut(P['spliceout_num_time_intervals'], P['spliceout_max_width'], p=P['spliceout_p'], **kw),
+        _ta.TimeInversion(p=P['timeinversion_p'], **kw),
+        TimeStretch(P['min_stretch_ratio'], P['max_stretch_ratio'], P['timestretch_p']),
+        TimeMasking(P['timemasking_masks'], P['timemasking_mask_fraction'], P['timemasking_p'])], output_type='tensor')
+
+# %% ../nbs/03_augment.ipynb #sec2a004
+class WaveViews(nn.Module):
+    "(B, T) waveforms -> (B, 1 + aug_num, T): the original and `aug_num` augmented views (seed 002's `waveaug_params`)."
+    def __init__(self, params:dict, sample_rate:int=16000):
+        super().__init__(); self.aug_num, self.sample_rate = int(params['aug_num']), sample_rate
+        self.compose = waveaug_params(params, sample_rate)
+        self.splice = next(t for t in self.compose.transforms if isinstance(t, _ta.SpliceOut)); self.max_width = self.splice.max_width
+    def forward(self, x:Tensor) -> Tensor:
+        # SpliceOut needs its spans to fit the clip: cap them at half the length shared between the intervals
+        self.splice.max_width = min(self.max_width, 1000 * x.shape[-1] / self.sample_rate / (2 * self.splice.num_time_intervals))
+        views = [self.compose(x[:, None], sample_rate=self.sample_rate)[:, 0] for _ in range(self.aug_num)]
+        return torch.stack([x] + views, 1)

@@ -52,6 +52,9 @@ def fixtures_dir() -> Path:
     return Path(os.environ.get('SOUNDLAB_FIXTURES', repo_root().parent/'shared'/'fixtures'))
 
 # %% ../nbs/00_core.ipynb #c014
+def _umask() -> int:
+    m = os.umask(0); os.umask(m); return m
+
 @contextlib.contextmanager
 def atomic_write(path, # the final file
                  suffix:str='', # suffix of the temporary file (some writers pick the format from it)
@@ -62,6 +65,7 @@ def atomic_write(path, # the final file
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the result the permissions of a normal file
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)

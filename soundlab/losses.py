@@ -9,7 +9,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['SupConLoss', 'class_weights', 'HybridLoss', 'MSCLLoss']
+__all__ = ['SupConLoss', 'class_weights', 'HybridLoss', 'MSCLLoss', 'class_prototypes', 'prototypical_loss', 'cpl_loss',
+           'cpl_loss_loop', 'AngularProtoLoss', 'relation_loss']
 
 # %% ../nbs/30_losses.ipynb #c005
 def _positive_mask(labels:torch.Tensor, n_views:int, device) -> torch.Tensor:
@@ -101,3 +102,84 @@ class MSCLLoss(nn.Module):
                ) -> torch.Tensor:
         "The scalar M-SCL loss."
         return self.lam * self.supcon(class_features, labels) + (1 - self.lam) * self.supcon(meta_features, meta_labels)
+
+# %% ../nbs/30_losses.ipynb #s0997001
+def class_prototypes(emb:torch.Tensor, # (N, D) support embeddings
+                     y:torch.Tensor, # (N,) labels in 0..n_way-1
+                     n_way:int|None=None) -> torch.Tensor: # (n_way, D)
+    "The mean embedding of every class."
+    n = n_way or int(y.max()) + 1
+    counts = torch.bincount(y, minlength=n).clamp(min=1).to(emb.dtype)
+    return torch.zeros(n, emb.shape[-1], dtype=emb.dtype, device=emb.device).index_add_(0, y, emb) / counts[:, None]
+
+def prototypical_loss(prototypes, queries, labels, # (W, D), (Q, D), (Q,)
+                      squared:bool=True, # squared distances (Snell et al.); False: plain distances, as the seed's code
+                     ) -> torch.Tensor:
+    "Cross-entropy of the softmax over negative Euclidean distances from each query to the prototypes."
+    d = torch.cdist(queries.float(), prototypes.float())
+    return F.cross_entropy(-(d ** 2 if squared else d), labels)
+
+# %% ../nbs/30_losses.ipynb #s0997003
+def _sample_negatives(labels:torch.Tensor, m:int, generator=None) -> torch.Tensor:
+    "(Q, Q) bool: for every row, `m` random members of each class (all of a class with <= m members)."
+    Q = len(labels); counts = torch.bincount(labels)
+    if m >= int(counts.max()): return torch.ones(Q, Q, dtype=torch.bool, device=labels.device)
+    keys = torch.rand(Q, Q, generator=generator, device=generator.device if generator is not None else 'cpu').to(labels.device)
+    order = (labels[None].double() * 2 + keys).argsort(1)  # each row: class by class, random within a class
+    pos = torch.empty_like(order).scatter_(1, order, torch.arange(Q, device=labels.device).expand(Q, Q))
+    start = (torch.cumsum(counts, 0) - counts)[labels]
+    return (pos - start[None]) < m
+
+# %% ../nbs/30_losses.ipynb #s0997004
+def cpl_loss(prototypes, queries, labels, # (W, D) prototypes, (Q, D) queries, (Q,) labels in 0..W-1
+             t:float=1., # temperature (the seed's t_param)
+             m:int=5, # negatives drawn from each other class (the seed's m_param)
+             generator:torch.Generator|None=None, # for the negatives' draw (global RNG if None)
+             query_scale:bool=True, # divide by Q once more, as the seed's code does
+            ) -> torch.Tensor:
+    "Contrastive prototype loss: each query vs. `m` queries of every other class, seen from its class prototype."
+    labels = labels.long(); Q = len(labels)
+    f = lambda x: x if x.dtype == torch.float64 else x.float()  # fp32 at least (bf16 under autocast is too coarse for 1/t)
+    z, p = F.normalize(f(queries), dim=-1, eps=1e-8), F.normalize(f(prototypes), dim=-1, eps=1e-8)
+    sim = (p @ z.T)[labels] / t  # row i: query i's prototype vs every query
+    keep = labels[None] != labels[:, None]
+    if int(m) < Q: keep &= _sample_negatives(labels, int(m), generator)
+    keep.fill_diagonal_(True)  # the positive: the query itself
+    loss = (torch.logsumexp(sim.masked_fill(~keep, float('-inf')), 1) - sim.diagonal()).mean()
+    return loss / Q if query_scale else loss
+
+# %% ../nbs/30_losses.ipynb #s0997006
+def cpl_loss_loop(prototypes, queries, labels, t:float=1., m:int=5, query_scale:bool=True) -> torch.Tensor:
+    "Reference CPL: one query at a time, `m` random negatives from each other class (`torch.randperm`)."
+    losses = []
+    for q, y in zip(queries, labels):
+        negs = [queries[idx[torch.randperm(len(idx))[:m]]] for c in labels.unique() if c != y
+                for idx in [torch.nonzero(labels == c).flatten()]]
+        cand = torch.cat(negs + [q[None]])
+        s = F.cosine_similarity(prototypes[y][None], cand, dim=-1, eps=1e-8) / t
+        losses.append(torch.logsumexp(s, 0) - s[-1])
+    loss = torch.stack(losses).mean()
+    return loss / len(labels) if query_scale else loss
+
+# %% ../nbs/30_losses.ipynb #s0997012
+class AngularProtoLoss(nn.Module):
+    "pytorch-metric-learning's AngularLoss on AngularMiner triplets: prototypes as anchors, or prototypes + queries together."
+    def __init__(self, angle:float=20., # the miner's angle threshold (degrees; the seed's `angle`)
+                 prototypes_as_anchors:bool=True, # anchors = prototypes, positives / negatives = queries
+                 alpha:float=40.): # AngularLoss's own angle (pytorch-metric-learning's default, as the seed)
+        super().__init__()
+        from pytorch_metric_learning import losses, miners
+        self.loss, self.miner, self.as_anchors = losses.AngularLoss(alpha=alpha), miners.AngularMiner(angle=angle), prototypes_as_anchors
+    def forward(self, prototypes, queries, labels): # (W, D), (Q, D), (Q,)
+        pl = torch.arange(len(prototypes), device=labels.device)
+        if self.as_anchors:
+            triplets = self.miner(prototypes, pl, queries, labels)
+            return self.loss(prototypes, pl, triplets, ref_emb=queries, ref_labels=labels)
+        emb, lab = torch.cat([prototypes, queries]), torch.cat([pl, labels])
+        return self.loss(emb, lab, self.miner(emb, lab))
+
+# %% ../nbs/30_losses.ipynb #s0997015
+def relation_loss(scores:torch.Tensor, # (Q, W) relation scores in [0, 1]
+                  labels:torch.Tensor) -> torch.Tensor:
+    "RelationNet's objective (Sung et al. 2018): mean squared error to the one-hot targets."
+    return F.mse_loss(scores.float(), F.one_hot(labels.long(), scores.shape[-1]).float())

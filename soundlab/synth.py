@@ -17,9 +17,12 @@ from .data.sprsound import EVENT_TYPES as SPRS_TYPES
 
 # %% auto #0
 __all__ = ['DEVICES', 'ICBHI_DEVICES', 'WHEEZE_F0', 'ICBHI_TRAIN_COUNTS', 'ICBHI_TEST_COUNTS', 'CHEST_LOCATIONS',
-           'SPRS_TRAIN_COUNTS', 'SPRS_SOUND', 'FSD_RECIPES', 'Event', 'Voice', 'patient_voice', 'snr_ranges', 'render',
-           'quotas', 'assign_labels', 'default_root', 'make_icbhi', 'sprs_record_annotation', 'make_sprsound',
-           'proxy_separability', 'fsd_clip', 'make_fsdnoisy18k']
+           'SPRS_TRAIN_COUNTS', 'SPRS_SOUND', 'FSD_RECIPES', 'MA_FAMILIES', 'FSD50K_MIDS', 'FSD50K_TREE', 'BAD_CASES',
+           'CORRUPTERS', 'VS_COUNTRIES', 'VOWELS', 'Event', 'Voice', 'patient_voice', 'snr_ranges', 'render', 'quotas',
+           'assign_labels', 'default_root', 'make_icbhi', 'sprs_record_annotation', 'make_sprsound',
+           'proxy_separability', 'fsd_clip', 'make_fsdnoisy18k', 'metaaudio_class', 'metaaudio_clip', 'make_metaaudio',
+           'fsd50k_ontology', 'make_fsd50k', 'BadCase', 'corrupt_corpus', 'vocal_sound', 'make_vocalsound',
+           'esc50_recipe', 'esc50_clip', 'make_esc50', 'word_phones', 'spoken_word', 'make_speechcommands']
 
 # %% ../nbs/15_synth.ipynb #c006
 @dataclass
@@ -617,3 +620,585 @@ def make_fsdnoisy18k(root, # folder to write (created; returned at once if it al
     written = [f'{d}/{f}' for d, f, *_ in clips] + [f'{FSD_META}/train.csv', f'{FSD_META}/test.csv', 'synth_true_labels.csv']
     (root / '.synth.json').write_text(json.dumps(dict(params=params, files=written), indent=1)); (root / '.synth.partial').unlink()
     return root
+
+# %% ../nbs/15_synth.ipynb #s9113001
+from .data.metaaudio import MULTI_SEGMENT, FEATURES as MA_FEATURES, WAVEFORMS as MA_WAVEFORMS, write_splits, write_norm_stats, SPLITS_FILE as MA_SPLITS, NORM_FILE as MA_NORM
+
+MA_FAMILIES = ('tone', 'pulses', 'texture', 'sweep', 'buzz')
+
+def metaaudio_class(rng:np.random.Generator) -> dict:
+    "The parameters of one synthetic class: a sound family and its settings."
+    fam = MA_FAMILIES[rng.integers(len(MA_FAMILIES))]; lu = lambda a, b: float(np.exp(rng.uniform(np.log(a), np.log(b))))
+    if fam == 'tone': return dict(family=fam, f0=lu(150, 2000), harmonics=int(rng.integers(1, 7)), tau=lu(.05, .8), rate=lu(1, 6))
+    if fam == 'pulses': lo = lu(100, 4000); return dict(family=fam, lo=lo, hi=lo * lu(1.5, 4), tau=lu(.005, .1), rate=lu(2, 15), regular=bool(rng.random() < .5))
+    if fam == 'texture': lo = lu(80, 3000); return dict(family=fam, lo=lo, hi=lo * lu(1.5, 5), rate=lu(.5, 20), depth=float(rng.uniform(.3, .95)))
+    if fam == 'sweep': return dict(family=fam, f1=lu(300, 4000), f2=lu(300, 4000), dur=lu(.1, .4), rate=lu(1, 5))
+    return dict(family=fam, f0=lu(40, 200), rate=lu(2, 20))
+
+# %% ../nbs/15_synth.ipynb #s9113002
+def _sweep(sr, rng, f1, f2, dur):
+    "A tapered sine gliding log-linearly from f1 to f2 Hz in `dur` s."
+    m = max(int(dur * sr), 8); f = f1 * (f2 / f1) ** (np.arange(m) / m)
+    return _taper(np.sin(2 * np.pi * np.cumsum(f) / sr), 0.2)
+
+def _note(sr, rng, f0, harmonics, tau):
+    "A decaying harmonic note (1/k partials), at most 1 s long."
+    m, k = int(min(4 * tau, 1.) * sr), np.arange(1, harmonics + 1)
+    return _partials(m, sr, f0 * k, 1. / k, rng) * _decay(m, sr, tau)
+
+def _render(q:dict, n:int, sr:int, rng) -> np.ndarray:
+    "n samples of the sound family `q['family']` with parameters `q`."
+    f = q['family']
+    if f == 'tone': return _events(n, sr, rng, q['rate'], True, lambda: _note(sr, rng, q['f0'], q['harmonics'], q['tau']))
+    if f == 'pulses': return _events(n, sr, rng, q['rate'], q['regular'], lambda: _burst(sr, rng, q['lo'], min(q['hi'], .45 * sr), q['tau']))
+    if f == 'texture': return _texture(n, sr, rng, q['lo'], min(q['hi'], .45 * sr), q['rate'], q['depth'])
+    if f == 'sweep': return _events(n, sr, rng, q['rate'], False, lambda: _sweep(sr, rng, q['f1'], q['f2'], q['dur']))
+    return _buzz(n, sr, rng, q['f0'], q['rate'])
+
+def metaaudio_clip(p:dict, # `metaaudio_class` parameters
+                   duration:float, sr:int, rng:np.random.Generator,
+                   difficulty:float=0.5, # 0 easy ... 1 hard: parameter jitter, background level, interfering sounds
+                  ) -> np.ndarray:
+    "One recording of class `p`: jittered parameters, maybe an interfering sound, pink noise; peak 0.3-0.9."
+    d = float(np.clip(difficulty, 0, 1.5)); n = int(duration * sr)
+    q = {k: v * rng.lognormal(0, .04 + .2 * d) if isinstance(v, float) and k != 'depth' else v for k, v in p.items()}
+    y = _render(q, n, sr, rng); rms = np.sqrt(np.mean(y ** 2)) + 1e-9
+    if rng.random() < d:  # another sound in the background (a random family), 3-15 dB below the class sound
+        z = _render(metaaudio_class(rng), n, sr, rng); y = y + z * rms / (np.sqrt(np.mean(z ** 2)) + 1e-9) * 10 ** (-rng.uniform(3, 15) / 20)
+    fr = np.fft.rfftfreq(n, 1 / sr)
+    y = y + rms * 10 ** (-rng.uniform(20 - 20 * d, 30 - 20 * d) / 20) * _noise(n, n, _band(fr, 30., .45 * sr, 1) / np.sqrt(np.maximum(fr, 30.)), rng)
+    return (y * rng.uniform(.3, .9) / (np.abs(y).max() + 1e-9)).astype(np.float32)
+
+# %% ../nbs/15_synth.ipynb #s9113003
+def _ma_logmel(segs:np.ndarray, sr:int, n_mels:int, hop:int) -> np.ndarray:
+    "(S, n) waveforms -> (S, n_mels, frames) log-mel in dB (torchaudio MelSpectrogram, n_fft 4 hops)."
+    import torchaudio
+    mel = torchaudio.transforms.MelSpectrogram(sr, n_fft=4 * hop, hop_length=hop, n_mels=n_mels, f_min=20., f_max=sr / 2)
+    return (10 * torch.log10(mel(torch.from_numpy(segs)) + 1e-10)).numpy().astype(np.float32)
+
+def _ma_dataset(root, name, n_classes, samples_per_class, split_fractions, segment, max_segments, sr, n_mels, hop, small_classes, waveforms, difficulty, ss):
+    "Write one dataset folder; returns the files written (relative to the corpus root)."
+    rng = np.random.default_rng(ss.spawn(1)[0]); multi = MULTI_SEGMENT.get(name, False)
+    classes = [f'{name.split("-")[0].lower()}_class_{c:03d}' for c in range(n_classes)]
+    params = [metaaudio_class(rng) for _ in classes]
+    order = rng.permutation(n_classes); a, b = (np.cumsum(split_fractions)[:2] / sum(split_fractions) * n_classes).round().astype(int)
+    splits = dict(train=[classes[i] for i in sorted(order[:a])], valid=[classes[i] for i in sorted(order[a:b])], test=[classes[i] for i in sorted(order[b:])])
+    counts = rng.integers(samples_per_class[0], samples_per_class[1] + 1, n_classes)
+    for c in rng.permutation([classes.index(c) for c in splits['train']])[:small_classes]: counts[c] = 3
+    written, train_stats, n = [], [], int(segment * sr)
+    for ci, (cname, p) in enumerate(zip(classes, params)):
+        for j, cs in enumerate(ss.spawn(int(counts[ci]))):
+            r = np.random.default_rng(cs); S = int(r.integers(1, max_segments + 1)) if multi else 1
+            segs = metaaudio_clip(p, S * segment, sr, r, difficulty)[:S * n].reshape(S, n)
+            spec = _ma_logmel(segs, sr, n_mels, hop)
+            for folder, arr in ((MA_FEATURES, spec if multi else spec[0]), (MA_WAVEFORMS, segs if multi else segs[0]))[:2 if waveforms else 1]:
+                (root / name / folder / cname).mkdir(parents=True, exist_ok=True)
+                np.save(root / name / folder / cname / f'{cname}_{j:03d}.npy', arr); written.append(f'{name}/{folder}/{cname}/{cname}_{j:03d}.npy')
+            if cname in splits['train']: train_stats.append(spec)
+    allx = np.concatenate([s.ravel() for s in train_stats])
+    write_splits(root / name, splits); write_norm_stats(root / name, float(allx.mean()), float(allx.std()))
+    return written + [f'{name}/{MA_SPLITS}', f'{name}/{MA_NORM}']
+
+# %% ../nbs/15_synth.ipynb #s9113004
+def _clear_other_corpus(root:Path, params:dict):
+    "Remove an older corpus of ours with other parameters, folders included (`_reuse_root` removes files only)."
+    marker = root / '.synth.json'
+    if not marker.exists() or (old := json.loads(marker.read_text()))['params'] == params: return
+    for name in old['files']: (root / name).unlink(missing_ok=True)
+    marker.unlink()
+    for d in sorted((p for p in root.rglob('*') if p.is_dir()), key=lambda p: -len(p.parts)):
+        if not any(d.iterdir()): d.rmdir()
+
+# %% ../nbs/15_synth.ipynb #s9113005
+def make_metaaudio(root, # corpus folder: one sub-folder per dataset (the seed's data_root)
+                   datasets:tuple=('ESC-50-master', 'FSD2018'), # folder names; MetaAudio's variable-length ones get multi-segment recordings
+                   n_classes:int=40, # classes per dataset, split train/valid/test by `split_fractions`
+                   samples_per_class:tuple=(10, 16), # (min, max) recordings per class
+                   split_fractions:tuple=(0.6, 0.2, 0.2),
+                   segment:float=1., # segment length (s)
+                   max_segments:int=4, # variable-length datasets: 1..max_segments segments per recording
+                   sample_rate:int=16000, n_mels:int=64, hop_length:int=256, # the log-mel features
+                   small_classes:int=2, # training classes given only 3 recordings (filtered by the sampler)
+                   waveforms:bool=False, # also write waveforms_npy/ (input_type 'wav')
+                   difficulty:float=0.5, # 0 easy ... 1 hard (`metaaudio_clip`)
+                   seed:int=0, # same arguments -> identical files
+                  ) -> Path:
+    "Write a synthetic corpus in MetaAudio's preprocessed layout (features/, splits.npy, norm_stats/) per dataset; returns `root`."
+    params = _params(dict(locals()), 'metaaudio')
+    root = Path(root); _clear_other_corpus(root, params)
+    if _reuse_root(root, params): return root
+    written = []
+    for name, ss in zip(datasets, np.random.SeedSequence(seed).spawn(len(datasets))):
+        written += _ma_dataset(root, name, n_classes, samples_per_class, split_fractions, segment, max_segments, sample_rate,
+                               n_mels, hop_length, small_classes, waveforms, difficulty, ss)
+    (root / '.synth.json').write_text(json.dumps(dict(params=params, files=written), indent=1)); (root / '.synth.partial').unlink()
+    return root
+
+# %% ../nbs/15_synth.ipynb #sc5fd001
+from .data.fsd50k import GROUND_TRUTH as FSD50K_GT, DEV_AUDIO as FSD50K_DEV, EVAL_AUDIO as FSD50K_EVAL
+
+FSD50K_MIDS = {  # FSD50K-style name -> AudioSet mid ('/t/synth..' where AudioSet has none)
+    'Acoustic_guitar': '/m/042v_gx', 'Bass_guitar': '/m/018vs', 'Clapping': '/m/0l15bq', 'Coin_(dropping)': '/m/0242l',
+    'Crash_cymbal': '/m/0bm02', 'Dishes_and_pots_and_pans': '/m/04brg2', 'Engine': '/m/02mk9', 'Fart': '/m/02_nn',
+    'Fire': '/m/02_41', 'Fireworks': '/m/0g6b5', 'Glass': '/m/039jq', 'Hi-hat': '/m/03qtq', 'Piano': '/m/05r5c',
+    'Rain': '/m/06mb1', 'Slam': '/m/07rjzl8', 'Squeak': '/m/07q6cd_', 'Tearing': '/m/07qcx4z', 'Walk_or_footsteps': '/m/07pbtc8',
+    'Wind': '/m/03m9d0z', 'Writing': '/m/081rb', 'Musical_instrument': '/m/04szw', 'Percussion': '/m/0l14md',
+    'Hands': '/m/0k65p', 'Domestic_sounds_and_home_sounds': '/t/dd00071', 'Explosion': '/m/014zdl', 'Natural_sounds': '/m/059j3w'}
+FSD50K_TREE = {'Musical_instrument': ['Acoustic_guitar', 'Bass_guitar', 'Piano', 'Percussion'], 'Percussion': ['Crash_cymbal', 'Hi-hat'],
+               'Hands': ['Clapping'], 'Domestic_sounds_and_home_sounds': ['Coin_(dropping)', 'Dishes_and_pots_and_pans', 'Squeak', 'Tearing', 'Writing'],
+               'Explosion': ['Fireworks'], 'Natural_sounds': ['Fire', 'Rain', 'Wind']}
+
+# %% ../nbs/15_synth.ipynb #sc5fd002
+def fsd50k_ontology() -> list[dict]:
+    "The synthetic corpus's ontology in AudioSet's `ontology.json` format (classes sorted by name)."
+    return [dict(id=FSD50K_MIDS[n], name=n.replace('_', ' '), description='', citation_uri='', positive_examples=[],
+                 child_ids=[FSD50K_MIDS[k] for k in FSD50K_TREE.get(n, [])], restrictions=[]) for n in sorted(FSD50K_MIDS)]
+
+def _fsd50k_ancestors(name:str) -> list:
+    "Every ancestor of a class name in `FSD50K_TREE`, nearest first."
+    par = {k: p for p, ks in FSD50K_TREE.items() for k in ks}; out = []
+    while name in par: name = par[name]; out.append(name)
+    return out
+
+# %% ../nbs/15_synth.ipynb #sc5fd005
+def _fsd50k_table(n:int, leaves:list, imbalance:float, two_label:float, min_per_class:int, rng) -> list:
+    "Leaf classes (1 or 2 names) of `n` clips: power-law primary classes with a floor, a random second class."
+    w = (1. + np.arange(len(leaves))) ** -imbalance
+    prim = np.repeat(np.arange(len(leaves)), quotas(n, w[rng.permutation(len(leaves))], min_each=min_per_class))
+    out = []
+    for c in rng.permutation(prim):
+        ks = [int(c)]
+        if rng.random() < two_label: ks.append(int(rng.choice([k for k in range(len(leaves)) if k != c])))
+        out.append([leaves[k] for k in ks])
+    return out
+
+# %% ../nbs/15_synth.ipynb #sc5fd006
+def _fsd50k_written(leaves:list, missing_parent:float, missing_child:float, rng) -> list:
+    "The labels a clip's ground truth lists: leaves + ancestors, minus the dropped ones (dev set)."
+    keep = []
+    for leaf in leaves:
+        anc = _fsd50k_ancestors(leaf)
+        if not (anc and rng.random() < missing_child): keep.append(leaf)
+        keep += [a for a in anc if not rng.random() < missing_parent]
+    if not keep: keep = [leaves[0]]  # never an unlabeled clip
+    return sorted(set(keep), key=lambda n: (n not in leaves, n))
+
+def _fsd50k_mix(leaves:list, duration:float, sr:int, rng) -> np.ndarray:
+    "One clip: every leaf event rendered by `fsd_clip` at a random gain, summed, peak 0.3–0.9."
+    y = sum(rng.uniform(0.4, 1.) * fsd_clip(c, duration, sr, rng) for c in leaves)
+    return (y * rng.uniform(0.3, 0.9) / (np.abs(y).max() + 1e-9)).astype(np.float32)
+
+# %% ../nbs/15_synth.ipynb #sc5fd007
+def make_fsd50k(root, # folder to write (created; returned at once if it already holds this exact corpus)
+                n_dev:int=240, # dev clips (train + val)
+                n_eval:int=100, # eval clips
+                val_fraction:float=0.15, # share of dev clips in the official-style val split
+                two_label:float=0.4, # probability that a clip mixes a second event class
+                imbalance:float=0.8, # power-law exponent of the leaf-class frequencies (0: balanced)
+                missing_parent:float=0.3, # dev: probability that a leaf's ancestors are not listed (Type-II error)
+                missing_child:float=0.15, # dev: probability that a leaf with a parent is not listed (Type-I error)
+                durations:tuple=(1., 4.), # clip lengths (s), log-uniform
+                sample_rate:int=16000, # 16 kHz, the rate PSLA resamples FSD50K to (FSD50K itself: 44.1 kHz)
+                seed:int=0, # same arguments -> byte-identical files
+               ) -> Path:
+    "Write a small multi-label corpus in FSD50K's layout (26 classes with an ontology, incomplete dev labels); returns `root`."
+    params = _params(dict(locals()), 'fsd50k')
+    root = Path(root)
+    if _reuse_root(root, params): return root
+    rng, leaves = np.random.default_rng(seed), sorted(set(FSD_RECIPES))
+    dev, ev = _fsd50k_table(n_dev, leaves, imbalance, two_label, 3, rng), _fsd50k_table(n_eval, leaves, imbalance, two_label, 2, rng)
+    prim, val = np.array([leaves.index(ls[0]) for ls in dev]), np.zeros(n_dev, bool)
+    for c in np.unique(prim):  # stratified by primary class: every class has a val clip when it has 3 or more
+        idx = rng.permutation(np.flatnonzero(prim == c)); val[idx[:int(np.floor(val_fraction * len(idx) + 0.5)) or int(len(idx) >= 3)]] = True
+    dur = np.exp(rng.uniform(*np.log(durations), n_dev + n_eval)).round(3)
+    rows = [(FSD50K_DEV, 100000 + j, ls, _fsd50k_written(ls, missing_parent, missing_child, rng), 'val' if val[j] else 'train') for j, ls in enumerate(dev)]
+    rows += [(FSD50K_EVAL, 900000 + j, ls, _fsd50k_written(ls, 0., 0., rng), None) for j, ls in enumerate(ev)]
+    return _write_fsd50k(root, rows, dur, sample_rate, seed, params)
+
+# %% ../nbs/15_synth.ipynb #sc5fd008
+def _write_fsd50k(root:Path, rows:list, dur, sr:int, seed:int, params:dict) -> Path:
+    "Render every clip (each from its own generator) and write the ground truth, ontology and marker."
+    gt = root/FSD50K_GT
+    for d in (gt, root/FSD50K_DEV, root/FSD50K_EVAL): d.mkdir(parents=True, exist_ok=True)
+    for ss, (d, f, ls, _, _), L in zip(np.random.SeedSequence(seed).spawn(len(rows)), rows, dur):
+        sf.write(root/d/f'{f}.wav', _fsd50k_mix(ls, float(L), sr, np.random.default_rng(ss)), sr, subtype='PCM_16')
+    names = sorted(FSD50K_MIDS)
+    pd.DataFrame(dict(i=range(len(names)), n=names, m=[FSD50K_MIDS[n] for n in names])).to_csv(gt/'vocabulary.csv', index=False, header=False)
+    table = lambda rs, split: pd.DataFrame(dict(fname=[r[1] for r in rs], labels=[','.join(r[3]) for r in rs],
+                                                mids=[','.join(FSD50K_MIDS[n] for n in r[3]) for r in rs]) | ({'split': [r[4] for r in rs]} if split else {}))
+    table([r for r in rows if r[4]], True).to_csv(gt/'dev.csv', index=False)
+    table([r for r in rows if not r[4]], False).to_csv(gt/'eval.csv', index=False)
+    pd.DataFrame(dict(fname=[r[1] for r in rows], true_labels=[','.join(sorted(set(r[2] + [a for l in r[2] for a in _fsd50k_ancestors(l)]))) for r in rows])).to_csv(root/'synth_true_labels.csv', index=False)
+    (root/'ontology.json').write_text(json.dumps(fsd50k_ontology(), indent=1))
+    written = [f'{d}/{f}.wav' for d, f, *_ in rows] + [f'{FSD50K_GT}/{n}.csv' for n in ('vocabulary', 'dev', 'eval')] + ['synth_true_labels.csv', 'ontology.json']
+    (root/'.synth.json').write_text(json.dumps(dict(params=params, files=written), indent=1)); (root/'.synth.partial').unlink()
+    return root
+
+# %% ../nbs/15_synth.ipynb #s5605001
+BAD_CASES = ('corrupt_wav', 'zero_length', 'stereo_24bit', 'low_rate', 'row_past_end', 'missing_demographic', 'unknown_label', 'silent_clip')
+
+@dataclass
+class BadCase:
+    "One damage done by `corrupt_corpus`, and what a reader must do about it."
+    case:str # one of BAD_CASES
+    path:Path # the file a reader must name (the audio, the annotation or the metadata table)
+    expect:str # 'bad': reported / left out; 'ok': a valid file that must load
+    stage:str # where it is found: 'prepare' (reading the layout) or 'features' (decoding / computing features)
+    reason:str # a phrase the reported reason contains
+    note:str='' # how the case maps onto this corpus
+
+# %% ../nbs/15_synth.ipynb #s5605002
+def _rewrite_audio(path:Path, how:str, rng):
+    "Damage or transform one audio file in place."
+    if how == 'corrupt_wav': path.write_bytes(b'RIFF' + rng.bytes(2000))
+    elif how == 'zero_length': path.write_bytes(b'')
+    else:
+        x, sr = sf.read(path, dtype='float32', always_2d=True); x = x.mean(1)
+        if how == 'stereo_24bit': sf.write(path, np.stack([x, 0.5 * x], 1), sr, subtype='PCM_24')
+        elif how == 'low_rate':
+            from soundlab.audio import resample
+            sf.write(path, resample(torch.from_numpy(x), sr, 4000).numpy(), 4000, subtype='PCM_16')
+        elif how == 'silent_clip': sf.write(path, np.zeros_like(x), sr, subtype='PCM_16')
+
+_AUDIO_CASES = {'corrupt_wav': ('bad', 'prepare', 'not a readable audio file'), 'zero_length': ('bad', 'prepare', 'empty file'),
+                'stereo_24bit': ('ok', 'prepare', ''), 'low_rate': ('ok', 'prepare', ''), 'silent_clip': ('bad', 'features', 'silent')}
+
+# %% ../nbs/15_synth.ipynb #s5605003
+def _corrupt_icbhi(root:Path, cases, rng) -> dict:
+    wavs = sorted(root.glob('*.wav')); demo_file = next(p for p in (root, root.parent) if (p/'ICBHI_Challenge_demographic_information.txt').exists())/'ICBHI_Challenge_demographic_information.txt'
+    lost = wavs[-1].name.split('_')[0]; pool = [w for w in wavs if w.name.split('_')[0] != lost]; out = {}
+    pool = sorted(pool, key=lambda w: (sf.info(w).samplerate < 44100, w.name)) if 'low_rate' in cases else pool  # 4 kHz among 44.1 kHz ones
+    for case in (c for c in cases if c != 'missing_demographic'):
+        w = pool.pop(0) if case == 'low_rate' else pool.pop(-1)
+        if case in _AUDIO_CASES: _rewrite_audio(w, case, rng); out[case] = BadCase(case, w, *_AUDIO_CASES[case])
+        else:
+            txt = w.with_suffix('.txt'); dur = sf.info(w).duration
+            with open(txt, 'a') as f: f.write(f'{dur - 0.5:.3f}\t{dur + 2:.3f}\t0\t0\n' if case == 'row_past_end' else '0.100\t0.900\t2\t0\n')
+            out[case] = BadCase(case, txt, 'bad', 'prepare', 'past the end' if case == 'row_past_end' else 'unknown label')
+    if 'missing_demographic' in cases:
+        demo_file.write_text(''.join(l for l in demo_file.read_text().splitlines(True) if l.split('\t')[0] != lost))
+        first = next(w for w in wavs if w.name.split('_')[0] == lost)  # the reader meets this one first
+        out['missing_demographic'] = BadCase('missing_demographic', first, 'bad', 'prepare', f'patient {int(lost)} not in')
+    return out
+
+# %% ../nbs/15_synth.ipynb #s5605004
+def _corrupt_sprsound(root:Path, cases, rng) -> dict:
+    pool, out = sorted((root/'train_wav').glob('*.wav')), {}
+    for case in cases:
+        w = pool.pop(-1); js = root/'train_json'/f'{w.stem}.json'
+        if case in _AUDIO_CASES:
+            _rewrite_audio(w, case, rng); out[case] = BadCase(case, w, *_AUDIO_CASES[case], note='4 kHz among 8 kHz' if case == 'low_rate' else '')
+        elif case == 'missing_demographic':  # the age is part of an SPRSound name: a name without it
+            p, age, sex, loc, num = w.stem.split('_'); stem = f'{p}_{sex}_{loc}_{num}'
+            w.rename(w.with_name(f'{stem}.wav')); js.rename(js.with_name(f'{stem}.json'))
+            out[case] = BadCase(case, js.with_name(f'{stem}.json'), 'bad', 'prepare', 'not an SPRSound name', 'the age field missing from the file name')
+        else:
+            d = json.loads(js.read_text()); dur = sf.info(w).duration
+            d['event_annotation'].append(dict(start=str(int((dur - 0.5) * 1000)), end=str(int((dur + 2) * 1000)), type='Normal') if case == 'row_past_end'
+                                         else dict(start='100', end='900', type='Squawk'))
+            js.write_text(json.dumps(d))
+            out[case] = BadCase(case, js, 'bad', 'prepare', 'past the end' if case == 'row_past_end' else 'unknown type')
+    return out
+
+# %% ../nbs/15_synth.ipynb #s5605005
+def _corrupt_fsdnoisy18k(root:Path, cases, rng) -> dict:
+    meta = pd.read_csv(root/FSD_META/'train.csv'); pool, out = [root/FSD_AUDIO_TRAIN/f for f in meta.fname], {}
+    for case in cases:
+        if case == 'missing_demographic': continue  # FSDnoisy18k has no speaker/patient metadata
+        w = pool.pop(-1)
+        if case in _AUDIO_CASES: _rewrite_audio(w, case, rng); out[case] = BadCase(case, w, *_AUDIO_CASES[case])
+        elif case == 'row_past_end':  # whole clips: the analogue is a metadata row whose audio is not there
+            w.unlink(); out[case] = BadCase(case, w, 'bad', 'prepare', 'missing audio file', 'whole-clip corpus: a metadata row naming absent audio')
+        else:
+            meta.loc[meta.fname == w.name, 'label'] = 'Dog'; meta.to_csv(root/FSD_META/'train.csv', index=False)
+            out[case] = BadCase(case, root/FSD_META/'train.csv', 'bad', 'prepare', "unknown label 'Dog'")
+    return out
+
+# %% ../nbs/15_synth.ipynb #s5605006
+CORRUPTERS = {'icbhi': _corrupt_icbhi, 'sprsound': _corrupt_sprsound, 'fsdnoisy18k': _corrupt_fsdnoisy18k}
+
+def corrupt_corpus(root, # a corpus written by make_<kind> (a copy: it is changed in place)
+                   kind:str, # a key of CORRUPTERS: 'icbhi', 'sprsound', 'fsdnoisy18k', 'esc50', 'vocalsound', ...
+                   cases=BAD_CASES, # the damages to do (each to a different file)
+                   seed:int=0,
+                  ) -> dict:
+    "Damage a synthetic corpus in place; {case: BadCase} for the cases that apply to this corpus."
+    if kind not in CORRUPTERS: raise ValueError(f'corrupt_corpus: unknown kind {kind!r}; choose from {list(CORRUPTERS)}')
+    if bad := set(cases) - set(BAD_CASES): raise ValueError(f'corrupt_corpus: unknown case(s) {sorted(bad)}')
+    root = Path(root); (root/'.synth.json').unlink(missing_ok=True)  # no longer the corpus the maker wrote
+    return CORRUPTERS[kind](root, [c for c in BAD_CASES if c in cases], np.random.default_rng(seed))
+
+# %% ../nbs/15_synth.ipynb #s5605008
+def _audio_cases(pool:list, cases, rng, out:dict, rate_note:str=''):
+    "Apply the audio damages to distinct files of `pool` (popped from the end)."
+    for case in (c for c in cases if c in _AUDIO_CASES):
+        w = pool.pop(-1); _rewrite_audio(w, case, rng)
+        out[case] = BadCase(case, w, *_AUDIO_CASES[case], note=rate_note if case == 'low_rate' else '')
+    return out
+
+def _absent(w:Path, out:dict, note='whole-clip corpus: a metadata row naming absent audio'):
+    w.unlink(); out['row_past_end'] = BadCase('row_past_end', w, 'bad', 'prepare', 'no such file', note)
+
+# %% ../nbs/15_synth.ipynb #s5605009
+def _corrupt_esc50(root:Path, cases, rng) -> dict:
+    csv = root/'meta'/'esc50.csv'; meta = pd.read_csv(csv); pool, out = [root/'audio'/f for f in meta.filename], {}
+    if 'row_past_end' in cases: _absent(pool.pop(0), out)
+    if 'unknown_label' in cases:
+        meta.loc[len(meta) // 2, 'target'] = 99; meta.to_csv(csv, index=False)
+        out['unknown_label'] = BadCase('unknown_label', csv, 'bad', 'prepare', 'does not name category')
+        pool.remove(root/'audio'/meta.filename[len(meta) // 2])
+    return _audio_cases(pool, cases, rng, out, '4 kHz among 44.1 kHz')
+
+def _corrupt_speechcommands(root:Path, cases, rng) -> dict:
+    held = {l.strip() for n in ('validation_list.txt', 'testing_list.txt') for l in (root/n).read_text().splitlines() if l.strip()}
+    pool, out = [p for p in sorted(root.glob('*/*.wav')) if f'{p.parent.name}/{p.name}' in held], {}
+    if 'row_past_end' in cases: _absent(pool.pop(0), out, 'a testing/validation list row naming an absent clip')
+    if 'unknown_label' in cases:
+        with open(root/'testing_list.txt', 'a') as f: f.write('squawk/00000000_nohash_0.wav\n')
+        out['unknown_label'] = BadCase('unknown_label', root/'testing_list.txt', 'bad', 'prepare', 'is not one of the 35 words')
+    return _audio_cases(pool, cases, rng, out, '4 kHz among 16 kHz')
+
+# %% ../nbs/15_synth.ipynb #s5605010
+def _corrupt_vocalsound(root:Path, cases, rng) -> dict:
+    wavs, out = sorted((root/'audio_16k').glob('*.wav')), {}
+    if 'missing_demographic' in cases:
+        spk = wavs[0].name.split('_')[0]; wavs = [w for w in wavs if not w.name.startswith(spk + '_')]
+        for m in (root/'meta').glob('*_meta.json'):
+            m.write_text(json.dumps([r for r in json.loads(m.read_text()) if (r['spk_id'] if isinstance(r, dict) else r[0]) != spk]))
+        out['missing_demographic'] = BadCase('missing_demographic', sorted((root/'audio_16k').glob(f'{spk}_*.wav'))[0], 'bad', 'prepare', 'in no meta')
+    if 'unknown_label' in cases:
+        w = wavs.pop(0); new = w.with_name(w.name.rsplit('_', 1)[0] + '_yodel.wav'); w.rename(new)
+        out['unknown_label'] = BadCase('unknown_label', new, 'bad', 'prepare', 'not a VocalSound file name')
+    return _audio_cases(wavs, cases, rng, out, '4 kHz among 16 kHz')
+
+# %% ../nbs/15_synth.ipynb #s5605011
+def _corrupt_fsd50k(root:Path, cases, rng) -> dict:
+    gt = root/'FSD50K.ground_truth'/'dev.csv'; dev = pd.read_csv(gt, dtype=str)
+    pool, out = [root/'FSD50K.dev_audio'/f'{f}.wav' for f in dev.fname], {}
+    if 'row_past_end' in cases: _absent(pool.pop(0), out)
+    if 'unknown_label' in cases:
+        dev.loc[1, 'mids'], dev.loc[1, 'labels'] = '/m/zzzzz', 'Squawk'; dev.to_csv(gt, index=False); pool.pop(1)
+        out['unknown_label'] = BadCase('unknown_label', gt, 'bad', 'prepare', 'unknown mid')
+    return _audio_cases(pool, cases, rng, out, '4 kHz among 16 kHz')
+
+def _corrupt_metaaudio(root:Path, cases, rng) -> dict:
+    "`root`: one dataset folder of a MetaAudio corpus (features/<class>/<sample>.npy)."
+    pool, out = sorted(root.glob('features/*/*.npy')), {}
+    for case in (c for c in cases if c in ('corrupt_wav', 'zero_length')):
+        f = pool.pop(-1); f.write_bytes(b'' if case == 'zero_length' else b'\x93NUMPY' + rng.bytes(300))
+        out[case] = BadCase(case, f, 'bad', 'prepare', 'unreadable .npy', 'a corrupt / empty feature file (MetaAudio ships features)')
+    return out
+
+CORRUPTERS.update(esc50=_corrupt_esc50, speechcommands=_corrupt_speechcommands, vocalsound=_corrupt_vocalsound,
+                  fsd50k=_corrupt_fsd50k, metaaudio=_corrupt_metaaudio)
+
+# %% ../nbs/15_synth.ipynb #s1bc5001
+from .data.vocalsound import VS_FILE_LABELS, prep_vocalsound
+
+def _voiced(m, sr, rng, f0, formants, glide=0., rough=0.):
+    "m samples of a voice at f0 Hz (gliding by `glide`, jittered by `rough`): harmonics shaped by formant resonances."
+    t = np.arange(m) / sr
+    f = f0 * (1 + glide * t / max(t[-1], 1e-9)) * (1 + rough * np.convolve(rng.standard_normal(m), np.ones(64) / 8, 'same') / 8)
+    k = np.arange(1, max(2, min(40, int(0.45 * sr / f0))) + 1)
+    amp = sum(1 / (1 + ((k * f0 - F) / (0.12 * F)) ** 2) for F in formants) * k ** -0.7
+    ph = 2 * np.pi * np.cumsum(f) / sr
+    return np.sin(np.outer(ph, k) + rng.uniform(0, 2 * np.pi, len(k))) @ amp / (amp.sum() + 1e-9)
+
+# %% ../nbs/15_synth.ipynb #s1bc5002
+def _env(m, a, d):
+    "An attack-decay envelope: linear rise over share `a`, exponential fall after it (`d`: decay per length)."
+    i = int(a * m); e = np.ones(m); e[:i] = np.arange(i) / max(i, 1); e[i:] = np.exp(-d * np.arange(m - i) / max(m - i, 1))
+    return e
+
+def _spaced(sr, rng, n, gap, make):
+    "`n` events from `make()` starting `gap` (s, jittered) apart."
+    parts = [make() for _ in range(n)]; starts = np.cumsum([0] + [int(gap * sr * rng.uniform(.8, 1.2)) for _ in range(n - 1)])
+    y = np.zeros(max(s + len(p) for s, p in zip(starts, parts)))
+    for s, p in zip(starts, parts): _add(y, p, s)
+    return y
+
+# %% ../nbs/15_synth.ipynb #s1bc5003
+def vocal_sound(label:str, # one of VS_FILE_LABELS
+                sr:int, rng:np.random.Generator,
+                f0:float=200., # the speaker's pitch (Hz)
+                fs:float=1., # the speaker's formant scale (about 1.15 for women)
+                rough:float=0.1, # jitter / roughness (grows with age)
+               ) -> np.ndarray:
+    "One vocal sound of a speaker, active samples only."
+    F = lambda *fs_: [x * fs for x in fs_]; s = lambda a, b: int(rng.uniform(a, b) * sr)
+    def syl(m, f, form, a=.1, d=4., asp=.3): return (_voiced(m, sr, rng, f, form, -.1, rough) + asp * _bandnoise(m, sr, 500, 4000, rng)) * _env(m, a, d)
+    if label == 'laughter': return _spaced(sr, rng, int(rng.integers(3, 7)), 1 / rng.uniform(4, 6), lambda: syl(s(.1, .15), f0 * 1.4, F(800, 1200, 2500)))
+    if label == 'sigh':
+        m = s(.8, 1.6); return (_bandnoise(m, sr, 300, 3000, rng, 2) + .3 * _voiced(m, sr, rng, f0 * .9, F(600, 1100), -.3, rough)) * _env(m, .3, 3.)
+    if label == 'cough':
+        def burst(): m = s(.15, .25); return _bandnoise(m, sr, 300, 5000, rng, 2) * _env(m, .02, 8.) + .5 * syl(m, f0, F(500, 1500, 2500), .02, 6., 0.)
+        return _spaced(sr, rng, int(rng.integers(1, 4)), rng.uniform(.25, .4), burst)
+    if label == 'throatclearing':
+        m = s(.3, .7); return (_voiced(m, sr, rng, f0 * .6, F(400, 1000), 0., rough + .3) * _am(m, sr, rng, rng.uniform(25, 40), .8) + .3 * _bandnoise(m, sr, 100, 1500, rng)) * _env(m, .2, 2.)
+    if label == 'sneeze':
+        a, b = s(.2, .4), s(.2, .35)
+        return np.concatenate([.3 * _bandnoise(a, sr, 1000, 4000, rng) * np.linspace(0, 1, a), _bandnoise(b, sr, 1500, 7500, rng, 2) * _env(b, .03, 5.) + .3 * syl(b, f0 * 1.2, F(300, 800), .03, 5., 0.)])
+    if label == 'sniff':
+        def one(): m = s(.12, .25); return _bandnoise(m, sr, 2000, 7000, rng, 3) * np.minimum(1, np.linspace(0, 4, m)) * np.linspace(1, .3, m)
+        return _spaced(sr, rng, int(rng.integers(1, 4)), rng.uniform(.25, .35), one)
+    raise ValueError(f'vocal_sound: unknown sound {label!r}; one of {VS_FILE_LABELS}')
+
+# %% ../nbs/15_synth.ipynb #s1bc5006
+VS_COUNTRIES = (('USA', 'English'), ('India', 'Hindi'), ('China', 'Chinese'), ('UK', 'English'), ('Brazil', 'Portuguese'), ('Germany', 'German'))
+
+def _vs_speakers(n_speakers, rng) -> list:
+    "Speaker rows [spk_id, gender, age, country, native language, health] per split, ids unique across splits."
+    ids, out = rng.permutation(np.arange(1, 10 * sum(n_speakers) + 1))[:sum(n_speakers)], []
+    for i, sid in enumerate(ids):
+        g = 'f' if i % 2 == 0 else 'm'; c = VS_COUNTRIES[rng.integers(len(VS_COUNTRIES))]
+        out.append([f'{g}{sid:04d}', 'Female' if g == 'f' else 'Male', int(rng.choice([rng.integers(18, 26), rng.integers(26, 49), rng.integers(49, 81)])),
+                    c[0], c[1], 'no' if rng.random() < 0.85 else 'cold'])
+    cut = np.cumsum(n_speakers)
+    return [out[:cut[0]], out[cut[0]:cut[1]], out[cut[1]:]]
+
+# %% ../nbs/15_synth.ipynb #s1bc5007
+def _vs_clip(label, row, duration, sr, rng):
+    "One recording: the sound at a random place over room noise, peak-normalised."
+    g, age = row[0][0], row[2]
+    f0 = (rng.uniform(170, 250) if g == 'f' else rng.uniform(90, 140)) * (1 + 0.004 * (40 - age))
+    x = vocal_sound(label, sr, rng, f0, 1.15 if g == 'f' else 1., 0.05 + 0.004 * age)
+    n = max(int(duration * sr), len(x) + int(0.1 * sr)); y = np.zeros(n); _add(y, x, rng.integers(0, n - len(x) + 1))
+    rms = np.sqrt(np.mean(x ** 2)) + 1e-9
+    y += rms * 10 ** (-rng.uniform(15, 35) / 20) * _noise(n, n, _band(np.fft.rfftfreq(n, 1 / sr), 50., 0.45 * sr, 1), rng)
+    return (y * rng.uniform(0.3, 0.9) / (np.abs(y).max() + 1e-9)).astype(np.float32)
+
+# %% ../nbs/15_synth.ipynb #s1bc5008
+def _clear_synth(root:Path, params:dict, dirs=()):
+    "If `root` holds another synthetic corpus of ours: remove its files and (now empty) folders, so `_reuse_root` starts afresh."
+    marker = root/'.synth.json'
+    if not marker.exists() or json.loads(marker.read_text())['params'] == params: return
+    for name in json.loads(marker.read_text())['files']: (root/name).unlink(missing_ok=True)
+    marker.unlink()
+    for d in sorted(dirs, key=lambda d: -d.count('/')):
+        with contextlib.suppress(OSError): (root/d).rmdir()
+
+def _finish_synth(root:Path, params:dict, written:list):
+    (root/'.synth.json').write_text(json.dumps(dict(params=params, files=written), indent=1)); (root/'.synth.partial').unlink()
+
+# %% ../nbs/15_synth.ipynb #s1bc5009
+def make_vocalsound(root, # folder to write (created; returned at once if it already holds this exact corpus)
+                    n_speakers:tuple=(24, 6, 6), # speakers in train, validation, test (6 recordings each)
+                    durations:tuple=(1., 2.5), # recording lengths (s), uniform
+                    sample_rate:int=16000, # the 16 kHz release
+                    seed:int=0, # same arguments -> byte-identical files
+                   ) -> Path:
+    "Write a small corpus in VocalSound's release layout (six vocal sounds, speaker split and metadata, datafiles); returns `root`."
+    params = _params(dict(locals()), 'vocalsound'); root = Path(root)
+    _clear_synth(root, params, ['audio_16k', 'meta', 'datafiles/subtest', 'datafiles'])
+    if _reuse_root(root, params): return root
+    rng = np.random.default_rng(seed); splits = _vs_speakers(n_speakers, rng)
+    (root/'audio_16k').mkdir(exist_ok=True); (root/'meta').mkdir(exist_ok=True); written = []
+    jobs = [(row, lab) for rows in splits for row in rows for lab in VS_FILE_LABELS]
+    for ss, (row, lab) in zip(np.random.SeedSequence(seed).spawn(len(jobs)), jobs):
+        r = np.random.default_rng(ss); name = f'audio_16k/{row[0]}_0_{lab}.wav'
+        sf.write(root/name, _vs_clip(lab, row, r.uniform(*durations), sample_rate, r), sample_rate, subtype='PCM_16'); written.append(name)
+    for short, rows in zip(('tr', 'val', 'te'), splits):
+        (root/'meta'/f'{short}_meta.json').write_text(json.dumps(rows, indent=1)); written.append(f'meta/{short}_meta.json')
+    prep_vocalsound(root, progress=False)
+    written += ['class_labels_indices_vs.csv'] + [f'datafiles/{s}.json' for s in ('tr', 'val', 'te', 'all')]
+    written += [f'datafiles/subtest/te_{s}.json' for s in ('age1', 'age2', 'age3', 'female', 'male')]
+    _finish_synth(root, params, written); return root
+
+# %% ../nbs/15_synth.ipynb #s1481001
+from .data.esc50 import ESC50_CLASSES, ESC10_TARGETS, ESC50_COLUMNS
+
+def esc50_recipe(target:int) -> tuple:
+    "(FSDnoisy18k generator, speed factor) of an ESC-50 class."
+    order = list(ESC10_TARGETS) + [t for t in range(50) if t not in ESC10_TARGETS]
+    k = order.index(target)
+    return FSD_CLASSES[k % 20], (1., .5, 2.)[k // 20]
+
+def esc50_clip(target:int, duration:float, sr:int, rng:np.random.Generator) -> np.ndarray:
+    "One clip of ESC-50 class `target`: its generator rendered at sr/speed, so it plays `speed` times faster at sr."
+    label, speed = esc50_recipe(target)
+    return fsd_clip(label, duration * speed, int(sr / speed), rng)[:int(duration * sr)]
+
+# %% ../nbs/15_synth.ipynb #s1481003
+def make_esc50(root, # folder to write (created; returned at once if it already holds this exact corpus)
+               categories='all', # 'all' (50 classes), 'esc10', or a list of targets
+               clips_per_class:int=10, # clips per class, a multiple of 5 (ESC-50: 40)
+               duration:float=5., # clip length (s)
+               sample_rate:int=44100, # ESC-50's own rate
+               seed:int=0, # same arguments -> byte-identical files
+              ) -> Path:
+    "Write a small corpus in ESC-50's layout (5 folds, esc50.csv); returns `root`."
+    params = _params(dict(locals()), 'esc50'); root = Path(root)
+    targets = list(range(50)) if categories == 'all' else list(ESC10_TARGETS) if categories == 'esc10' else sorted(map(int, categories))
+    if clips_per_class % 5: raise ValueError(f'make_esc50: clips_per_class must be a multiple of 5, got {clips_per_class}')
+    _clear_synth(root, params, ['audio', 'meta'])
+    if _reuse_root(root, params): return root
+    rng = np.random.default_rng(seed); rows = []
+    for t in targets:
+        src = rng.choice(np.arange(10000, 300000), clips_per_class, replace=False)
+        for j in range(clips_per_class):  # takes A and B of one source recording share its fold
+            fold, s, take = 1 + j % 5, src[(j // 10) * 5 + j % 5], 'AB'[(j // 5) % 2]
+            rows.append((f'{fold}-{s}-{take}-{t}.wav', fold, t, ESC50_CLASSES[t], t in ESC10_TARGETS, str(s), take))
+    (root/'audio').mkdir(exist_ok=True); (root/'meta').mkdir(exist_ok=True)
+    for ss, r in zip(np.random.SeedSequence(seed).spawn(len(rows)), rows):
+        sf.write(root/'audio'/r[0], esc50_clip(r[2], duration, sample_rate, np.random.default_rng(ss)), sample_rate, subtype='PCM_16')
+    pd.DataFrame(rows, columns=ESC50_COLUMNS).sort_values('filename').to_csv(root/'meta'/'esc50.csv', index=False)
+    _finish_synth(root, params, [f'audio/{r[0]}' for r in rows] + ['meta/esc50.csv']); return root
+
+# %% ../nbs/15_synth.ipynb #sd8b0001
+from .data.speechcommands import SC_CLASSES, BACKGROUND
+import zlib
+VOWELS = ((730, 1090), (270, 2290), (300, 870), (530, 1840), (660, 1720), (490, 1350), (640, 1190), (440, 1020))
+
+def word_phones(word:str) -> list:
+    "The fixed phone sequence of a word: ('v', (F1, F2), dur) | ('f', (lo, hi), dur) | ('p', (lo, hi), dur)."
+    r = np.random.default_rng(zlib.crc32(word.encode()))
+    out = []
+    for i in range(int(r.integers(1, 4))):
+        k = r.random()
+        if k < .6 or i == 0 and k < .8: out.append(('v', VOWELS[r.integers(len(VOWELS))], float(r.uniform(.12, .25))))
+        elif k < .85: lo = float(r.choice([1500, 2500, 3500])); out.append(('f', (lo, lo * 2), float(r.uniform(.06, .14))))
+        else: lo = float(r.choice([300, 1000, 2500])); out.append(('p', (lo, lo * 3), .03))
+    return out
+
+# %% ../nbs/15_synth.ipynb #sd8b0002
+def spoken_word(word:str, sr:int, rng:np.random.Generator, f0:float=140., fs:float=1., rate:float=1.) -> np.ndarray:
+    "One utterance of `word` by a speaker (pitch f0, formant scale fs, speaking rate)."
+    parts = []
+    for kind, (a, b), d in word_phones(word):
+        m = int(d / rate * sr)
+        if kind == 'v': parts.append(_voiced(m, sr, rng, f0 * rng.uniform(.95, 1.05), [a * fs, b * fs], rng.uniform(-.15, .1), .05) * _taper(np.ones(m), .2))
+        elif kind == 'f': parts.append(.4 * _bandnoise(m, sr, a, b, rng, 3) * _taper(np.ones(m), .2))
+        else: parts.append(.8 * _bandnoise(m, sr, a, b, rng, 2) * _env(m, .05, 6.))
+    return np.concatenate(parts)
+
+# %% ../nbs/15_synth.ipynb #sd8b0004
+def make_speechcommands(root, # folder to write (created; returned at once if it already holds this exact corpus)
+                        words:tuple=SC_CLASSES, # the words (all 35 by default)
+                        n_speakers:int=20, # speakers; each says every word once
+                        val_fraction:float=0.1, test_fraction:float=0.1, # shares of speakers (at least one each)
+                        sample_rate:int=16000, seed:int=0) -> Path:
+    "Write a small corpus in Speech Commands V2's layout; returns `root`."
+    params = _params(dict(locals()), 'speechcommands'); root = Path(root)
+    _clear_synth(root, params, [*words, BACKGROUND])
+    if _reuse_root(root, params): return root
+    rng = np.random.default_rng(seed)
+    spk = [f'{h:08x}' for h in rng.choice(2 ** 32, n_speakers, replace=False)]
+    nv, nt = max(1, round(val_fraction * n_speakers)), max(1, round(test_fraction * n_speakers))
+    role = dict(zip(spk, ['val'] * nv + ['test'] * nt + ['train'] * (n_speakers - nv - nt)))
+    voice = {s: (rng.uniform(170, 250), 1.15, rng.uniform(.8, 1.2)) if rng.random() < .5 else (rng.uniform(90, 140), 1., rng.uniform(.8, 1.2)) for s in spk}
+    jobs = [(w, s) for w in words for s in spk]; written, lists = [], {'val': [], 'test': []}
+    for ss, (w, s) in zip(np.random.SeedSequence(seed).spawn(len(jobs)), jobs):
+        r = np.random.default_rng(ss); n = sample_rate; y = np.zeros(n)
+        x = spoken_word(w, sample_rate, r, *voice[s])[:n]; _add(y, x, r.integers(0, n - len(x) + 1))
+        y += np.sqrt(np.mean(x ** 2)) * 10 ** (-r.uniform(15, 35) / 20) * r.standard_normal(n)
+        name = f'{w}/{s}_nohash_0.wav'; (root/w).mkdir(exist_ok=True)
+        sf.write(root/name, (y * r.uniform(.3, .9) / (np.abs(y).max() + 1e-9)).astype(np.float32), sample_rate, subtype='PCM_16')
+        written.append(name); lists.get(role[s], []).append(name)
+    (root/BACKGROUND).mkdir(exist_ok=True)
+    for kind, shape in (('white_noise', 1.), ('pink_noise', None)):
+        f = np.fft.rfftfreq(5 * sample_rate, 1 / sample_rate); sh = np.ones_like(f) if shape else 1 / np.sqrt(np.maximum(f, 20.))
+        sf.write(root/BACKGROUND/f'{kind}.wav', (.3 * _noise(len(f) * 2 - 2, 5 * sample_rate, sh, rng) / 4).astype(np.float32), sample_rate, subtype='PCM_16')
+        written.append(f'{BACKGROUND}/{kind}.wav')
+    for split, fname in (('val', 'validation_list.txt'), ('test', 'testing_list.txt')):
+        (root/fname).write_text(''.join(f'{x}\n' for x in sorted(lists[split]))); written.append(fname)
+    _finish_synth(root, params, written); return root

@@ -4,18 +4,21 @@
 
 # %% ../nbs/40_train.ipynb #c003
 from __future__ import annotations
-import math, time, warnings
+import os, math, time, warnings
 from pathlib import Path
 from typing import Callable
 import numpy as np, pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+from torch.utils.data import DataLoader, Sampler, BatchSampler
 from .core import SoundlabError, atomic_write, get_device, autocast_dtype, seed_everything
+from . import dist
 
 # %% auto #0
 __all__ = ['CheckpointError', 'save_checkpoint', 'load_checkpoint', 'to_device', 'epoch_seed', 'Trainer', 'autocast',
-           'state_dict', 'load_state_dict', 'train_epoch', 'fit', 'write_history', 'predict', 'update_table']
+           'state_dict', 'load_state_dict', 'train_epoch', 'fit', 'write_history', 'ShardedSampler',
+           'ShardedBatchSampler', 'loader', 'predict', 'update_table']
 
 # %% ../nbs/40_train.ipynb #c006
 class CheckpointError(SoundlabError):
@@ -24,7 +27,8 @@ class CheckpointError(SoundlabError):
 def save_checkpoint(path, # the .pt file to (over)write
                     state:dict, # anything torch.save can store
                    ) -> Path:
-    "Write `state` atomically to `path`."
+    "Write `state` atomically to `path` (on rank 0 only, when distributed)."
+    if not dist.is_main(): return Path(path)
     with atomic_write(path, suffix='.pt') as tmp: torch.save(state, tmp)
     return Path(path)
 
@@ -71,18 +75,38 @@ class Trainer:
                  grad_clip:float|None=None, # max gradient norm
                  seed:int=0,
                  progress:bool=True, # tqdm bars
-                 desc:str='train'):
-        self.device = get_device(device)
+                 desc:str='train',
+                 sync_bn:bool=False, # distributed on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm)
+                 find_unused_parameters:bool=True, # distributed: some steps leave heads unused (e.g. CE vs M-SCL)
+                ):
+        self.distributed = dist.init()
+        self.rank, self.world_size = dist.rank(), dist.world_size()
+        self.device = dist.device(device) if self.distributed and device in ('auto', 'cuda') else get_device(device)
         self.model = model.to(self.device)
         if channels_last: self.model = self.model.to(memory_format=torch.channels_last)
+        self.ddp = self._wrap(sync_bn, find_unused_parameters) if self.distributed else None
         self.step, self.opt, self.sched, self.evaluate = step, optimizer, scheduler, evaluate
         self.monitor, self.mode, self.grad_clip, self.seed = monitor, mode, grad_clip, seed
         self.out_dir = Path(out_dir) if out_dir else None
         self.amp_dtype = autocast_dtype(self.device) if amp else None
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
         self.channels_last, self.progress, self.desc = channels_last, progress, desc
-        self.generator = torch.Generator().manual_seed(seed) # hand it to DataLoaders and augmentations
+        self.generator = torch.Generator().manual_seed(seed) # hand it to augmentations (and DataLoaders: see `loader`)
         self.history, self.epoch, self.best = [], 0, None
+
+# %% ../nbs/40_train.ipynb #rd01
+class _StepModule(nn.Module):
+    "model + the trainer's step as one module, for DDP: forward(batch) = trainer.step(model, batch)."
+    def __init__(self, model, trainer): super().__init__(); self.model, self._trainer = model, [trainer]
+    def forward(self, batch): return self._trainer[0].step(self.model, batch)
+
+def _wrap(self:Trainer, sync_bn:bool, find_unused:bool):
+    if sync_bn and self.device.type == 'cpu': warnings.warn('Trainer: SyncBatchNorm needs GPUs; BatchNorm stays per-rank on the CPU')
+    elif sync_bn: self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)  # reuses the same parameters
+    ids = [self.device.index] if self.device.type == 'cuda' else None
+    return nn.parallel.DistributedDataParallel(_StepModule(self.model, self), device_ids=ids, find_unused_parameters=find_unused)
+Trainer._wrap = _wrap
+Trainer.module = property(lambda self: self.model, doc='The unwrapped model (what checkpoints hold).')
 
 # %% ../nbs/40_train.ipynb #c014
 def autocast(self:Trainer):
@@ -116,10 +140,10 @@ def train_epoch(self:Trainer, loader) -> dict:
     "Run one epoch of `self.step` over `loader`; return the mean of every logged scalar."
     self.model.train()
     sums, n = {}, 0
-    bar = tqdm(loader, desc=f'{self.desc} {self.epoch+1}', leave=False, disable=not self.progress, mininterval=2)
+    bar = tqdm(loader, desc=f'{self.desc} {self.epoch+1}', leave=False, disable=not (self.progress and dist.is_main()), mininterval=2)
     for batch in bar:
         batch = to_device(batch, self.device, self.channels_last)
-        with self.autocast(): logs = self.step(self.model, batch)
+        with self.autocast(): logs = self.ddp(batch) if self.ddp is not None else self.step(self.model, batch)
         loss = logs['loss']
         if not torch.isfinite(loss): raise FloatingPointError(f'{self.desc}: loss became {loss.item()} at epoch {self.epoch+1}')
         self.opt.zero_grad(set_to_none=True)
@@ -131,7 +155,7 @@ def train_epoch(self:Trainer, loader) -> dict:
         for k, v in logs.items(): sums[k] = sums.get(k, 0.) + float(v.detach() if torch.is_tensor(v) else v)
         n += 1
         bar.set_postfix(loss=f'{sums["loss"]/n:.4f}', refresh=False)
-    return {f'train_{k}': v / max(n, 1) for k, v in sums.items()}
+    return {f'train_{k}': v for k, v in dist.all_mean({k: v / max(n, 1) for k, v in sums.items()}, n).items()}
 Trainer.train_epoch = train_epoch
 
 # %% ../nbs/40_train.ipynb #c020
@@ -141,31 +165,96 @@ def fit(self:Trainer, loader, # the training DataLoader (build it with generator
        ) -> pd.DataFrame:
     "Train up to `epochs`; return the history as a DataFrame."
     last = self.out_dir/'last.pt' if self.out_dir else None
-    if resume and last is not None and last.exists():
-        self.load_state_dict(load_checkpoint(last, map_location=self.device))
+    if resume and last is not None and last.exists() and (state := self._resume_state(last)): self.load_state_dict(state)
     for epoch in range(self.epoch, epochs):
-        seed_everything(epoch_seed(self.seed, epoch)); self.generator.manual_seed(epoch_seed(self.seed, epoch))
+        s = epoch_seed(self.seed, epoch) + self.rank  # ranks augment differently; `loader` shards one shared order
+        seed_everything(s); self.generator.manual_seed(s)
         t0 = time.time()
         row = {'epoch': epoch + 1, 'lr': self.opt.param_groups[0]['lr'], **self.train_epoch(loader)}
         if self.sched: self.sched.step()
         if self.evaluate:
             self.model.eval()
-            with torch.no_grad(), self.autocast(): row.update(self.evaluate(self.model))
+            with torch.no_grad(), self.autocast(): row.update(dist.broadcast(self.evaluate(self.model)))
         row['seconds'] = time.time() - t0
         self.epoch = epoch + 1; self.history.append(row)
         improved = self.monitor is not None and self._is_better(row.get(self.monitor))
         if improved: self.best = row[self.monitor]
-        if self.out_dir:
+        if self.out_dir and dist.is_main():
             self.write_history()
             if improved: save_checkpoint(self.out_dir/'best.pt', {'model': self.model.state_dict(), 'epoch': self.epoch, 'metrics': row})
             save_checkpoint(last, self.state_dict())
+        dist.barrier()  # every rank sees this epoch's files before going on
     return pd.DataFrame(self.history)
 Trainer.fit = fit
 
+def _resume_state(self:Trainer, last:Path) -> dict|None:
+    "last.pt's state; a corrupt one is reported, moved aside to last.pt.corrupt, and training starts again."
+    try: return load_checkpoint(last, map_location=self.device)
+    except CheckpointError as e:
+        warnings.warn(f'{e}: not used; moved aside to {last.name}.corrupt, training starts from epoch 0')
+        if dist.is_main(): os.replace(last, last.with_name(last.name + '.corrupt'))
+        return None
+Trainer._resume_state = _resume_state
+
 def write_history(self:Trainer):
-    "Rewrite out_dir/history.csv atomically."
+    "Rewrite out_dir/history.csv atomically (rank 0 only)."
+    if not dist.is_main(): return
     with atomic_write(self.out_dir/'history.csv', suffix='.csv') as tmp: pd.DataFrame(self.history).to_csv(tmp, index=False)
 Trainer.write_history = write_history
+
+# %% ../nbs/40_train.ipynb #rl01
+class ShardedSampler(Sampler):
+    "Indices of one rank: a per-epoch shared order (shuffled, weighted, or from `source`) sharded round-robin."
+    def __init__(self, n:int, # dataset length
+                 shuffle:bool=True, weights=None, num_samples:int|None=None, # see `Trainer.loader`
+                 rank:int=0, world_size:int=1,
+                 seed_fn=lambda: 0, # () -> the seed of the current epoch
+                 source=None, # a sampler whose indices replace the drawn order
+                ):
+        self.n, self.shuffle, self.rank, self.world, self.seed_fn, self.source = n, shuffle, rank, world_size, seed_fn, source
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
+        self.num_samples = num_samples or n
+        self.total = math.ceil((len(source) if source is not None else self.num_samples) / world_size) * world_size
+    def __len__(self): return self.total // self.world
+    def order(self) -> list:
+        "This epoch's global order, padded to a multiple of the world size."
+        g = torch.Generator().manual_seed(int(self.seed_fn()))
+        if self.source is not None: idx = list(self.source)
+        elif self.weights is not None: idx = torch.multinomial(self.weights, self.num_samples, True, generator=g).tolist()
+        else: idx = torch.randperm(self.n, generator=g).tolist() if self.shuffle else list(range(self.n))
+        return (idx * math.ceil(self.total / max(len(idx), 1)))[:self.total]
+    def __iter__(self): return iter(self.order()[self.rank::self.world])
+    def state_dict(self) -> dict: return {'seed': int(self.seed_fn())}
+
+# %% ../nbs/40_train.ipynb #rl02
+class ShardedBatchSampler(Sampler):
+    "Whole batches of `batch_sampler` dealt round-robin to the ranks (equal counts: the remainder is dropped)."
+    def __init__(self, batch_sampler, rank:int=0, world_size:int=1):
+        self.batch_sampler, self.rank, self.world = batch_sampler, rank, world_size
+    def __len__(self): return len(self.batch_sampler) // self.world
+    def __iter__(self):
+        for k, b in enumerate(self.batch_sampler):
+            if k >= len(self) * self.world: return
+            if k % self.world == self.rank: yield b
+
+# %% ../nbs/40_train.ipynb #rl03
+def loader(self:Trainer, dataset, # a map-style dataset
+           batch_size:int|None=None, # the GLOBAL batch size (each of W ranks loads batch_size // W)
+           shuffle:bool=True, drop_last:bool=False, collate_fn=None,
+           sampler=None, # a custom sampler (its indices are sharded over the ranks)
+           batch_sampler=None, # yields lists of indices (e.g. episodes): whole batches go to the ranks in turn
+           weights=None, # per-item sampling weights: draw `num_samples` items with replacement each epoch
+           num_samples:int|None=None, # items per epoch with `weights` (default: len(dataset))
+           **kwargs, # more DataLoader arguments (num_workers, pin_memory, ...)
+          ) -> DataLoader:
+    "The training DataLoader of this trainer: seeded per epoch, sharded over the ranks when distributed."
+    W, r = self.world_size, self.rank
+    kw = dict(collate_fn=collate_fn, generator=self.generator, **kwargs)
+    if batch_sampler is not None: return DataLoader(dataset, batch_sampler=ShardedBatchSampler(batch_sampler, r, W), **kw)
+    if batch_size is None or batch_size % W: raise ValueError(f'Trainer.loader: the global batch size {batch_size} must be a multiple of the {W} processes')
+    s = ShardedSampler(len(dataset), shuffle, weights, num_samples, r, W, lambda: epoch_seed(self.seed, self.epoch), sampler)
+    return DataLoader(dataset, batch_size=batch_size // W, sampler=s, drop_last=drop_last, **kw)
+Trainer.loader = loader
 
 # %% ../nbs/40_train.ipynb #c027
 @torch.no_grad()
@@ -196,6 +285,7 @@ def update_table(row:dict, # one configuration's results
         i = int(np.flatnonzero(table[key] == row[key])[0])
         table = pd.concat([table.iloc[:i], new, table.iloc[i + 1:]], ignore_index=True)
     else: table = pd.concat([table, new], ignore_index=True)
+    if not dist.is_main(): return table  # one writer per table
     with atomic_write(csv_path, suffix='.csv') as tmp: table.to_csv(tmp, index=False)
     md = table.drop(columns=[c for c in hidden if c in table.columns]).to_markdown(index=False)
     with atomic_write(csv_path.with_suffix('.md'), suffix='.md') as tmp: tmp.write_text(md + '\n')

@@ -12,12 +12,13 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, DataLoader
 from tqdm.auto import tqdm
-from ..core import DatasetError
-from ..audio import load_segment
+from ..core import SoundlabError, AudioError, DatasetError, atomic_write
+from ..audio import AudioInfo, audio_info, load_segment
 from ..features import feature_key
 
 # %% auto #0
-__all__ = ['Record', 'records_df', 'class_counts', 'meta_labels', 'SegmentDataset', 'precompute']
+__all__ = ['Record', 'records_df', 'class_counts', 'meta_labels', 'BadFiles', 'bad_files', 'check_audio_file', 'segment_problem',
+           'SegmentDataset', 'precompute']
 
 # %% ../../nbs/10_data.core.ipynb #c006
 @dataclass
@@ -65,6 +66,65 @@ def meta_labels(records, # `Record`s whose `custom` holds 'sex' and 'age'
     lab = {'s': sex, 'a': grp, 'sa': np.where((sex >= 0) & (grp >= 0), 2 * sex + grp, -1)}[kind]
     return np.where(lab >= 0, lab, -1 if missing == 'ignore' else (4 if kind == 'sa' else 2))
 
+# %% ../../nbs/10_data.core.ipynb #rb01
+class BadFiles:
+    "The bad-input policy of a reader: 'raise' stops at the first bad file, 'skip' records it and carries on."
+    def __new__(cls, policy='raise'):  # BadFiles(a_BadFiles) is that same collector: readers may pass one through
+        return policy if isinstance(policy, BadFiles) else super().__new__(cls)
+    def __init__(self, policy:str='raise', # 'raise' or 'skip' (or a `BadFiles`, returned as is)
+                ):
+        if policy is self: return
+        if policy not in ('raise', 'skip'): raise ValueError(f"on_bad_file must be 'raise' or 'skip', not {policy!r}")
+        self.policy, self.skipped = policy, [] # skipped: [(path, reason)] in the order met
+    def bad(self, path, # the offending file (audio, annotation, metadata table)
+            reason:str, # what is wrong with it (and what is left out under 'skip')
+           ):
+        "Report a bad file: raise `DatasetError(path, reason)` under 'raise', record it (once) under 'skip'."
+        if self.policy == 'raise': raise DatasetError(path, reason)
+        if (str(path), str(reason)) not in self.skipped: self.skipped.append((str(path), str(reason)))
+    __call__ = bad
+    def __repr__(self): return f'BadFiles({self.policy!r}, {len(self.skipped)} skipped)'
+
+# %% ../../nbs/10_data.core.ipynb #rb03
+def _call(self:BadFiles, fn, *args, **kwargs):
+    "`fn(*args, **kwargs)`, or None after recording its `SoundlabError` under 'skip'."
+    try: return fn(*args, **kwargs)
+    except SoundlabError as e:
+        if self.policy == 'raise': raise
+        self.bad(e.path, e.problem); return None
+
+def _df(self:BadFiles) -> pd.DataFrame: return pd.DataFrame(self.skipped, columns=['path', 'reason'])
+
+def _write(self:BadFiles, csv_path, # e.g. <results>/skipped.csv
+          ) -> Path:
+    "Write the skipped files and reasons to `csv_path` atomically (a header only when none was skipped)."
+    with atomic_write(csv_path, suffix='.csv') as tmp: self.df().to_csv(tmp, index=False)
+    return Path(csv_path)
+BadFiles.call, BadFiles.df, BadFiles.write = _call, _df, _write
+
+def bad_files(on_bad_file='raise') -> BadFiles:
+    "A `BadFiles` from a policy name, or the given `BadFiles` itself (so one list can collect a whole run)."
+    return on_bad_file if isinstance(on_bad_file, BadFiles) else BadFiles(on_bad_file)
+
+# %% ../../nbs/10_data.core.ipynb #rb06
+def check_audio_file(path, # an audio file
+                     bad:BadFiles|str='raise', # the policy (or its name)
+                    ) -> AudioInfo|None:
+    "`soundlab.audio.audio_info(path)`, or None when the file is bad and the policy is 'skip'."
+    bad = bad_files(bad)
+    try: return audio_info(path)
+    except AudioError as e: bad.bad(path, e.problem)
+
+# %% ../../nbs/10_data.core.ipynb #rb09
+def segment_problem(wave:torch.Tensor, # the decoded segment
+                    x:torch.Tensor|None=None, # its features, if computed
+                   ) -> str|None:
+    "Why a decoded segment (and its features) cannot be used, or None."
+    if not torch.isfinite(wave).all(): return 'non-finite samples (NaN or Inf)'
+    if wave.numel() == 0 or wave.abs().max() == 0: return 'silent segment (all samples are zero): its features would be constant or NaN'
+    if x is not None and not torch.isfinite(x).all(): return 'the front end returned NaN or Inf for this segment'
+    return None
+
 # %% ../../nbs/10_data.core.ipynb #c014
 def _collatable(v):
     "None would break torch's default collate: map it to NaN."
@@ -81,10 +141,12 @@ class SegmentDataset(Dataset):
                  cache=None, # a `soundlab.features.FeatureCache`
                  label_fn=None, # record -> target (default: `record.labels`)
                  meta_keys=(), # `custom` keys copied into item['meta']
+                 on_bad_file:str|BadFiles='raise', # what `precompute` does with a segment it cannot use
                 ):
         self.records, self.sample_rate, self.duration, self.pad, self.fade_ratio = list(records), sample_rate, duration, pad, fade_ratio
         self.frontend, self.cache, self.meta_keys = frontend, cache, tuple(meta_keys)
         self.label_fn = label_fn or (lambda r: r.labels)
+        self.bad = bad_files(on_bad_file)
         self.n_decoded = 0 # audio decodes so far (in this process)
     def __len__(self): return len(self.records)
     def __repr__(self): return f'{type(self).__name__}({len(self)} segments, {self.sample_rate} Hz, {self.duration} s)'
@@ -142,24 +204,38 @@ SegmentDataset.__getitem__, SegmentDataset.labels, SegmentDataset.class_counts =
 # %% ../../nbs/10_data.core.ipynb #c024
 class _Waves(Dataset):
     "The decoded waveforms of some items of a `SegmentDataset` (what a DataLoader feeds `precompute`)."
-    def __init__(self, ds, idx): self.ds, self.idx = ds, idx
+    def __init__(self, ds, idx, catch:bool=False): self.ds, self.idx, self.catch = ds, idx, catch
     def __len__(self): return len(self.idx)
-    def __getitem__(self, j): return self.ds.waveform(self.idx[j])
+    def __getitem__(self, j):
+        if not self.catch: return self.ds.waveform(self.idx[j]), ''
+        try: return self.ds.waveform(self.idx[j]), ''
+        except SoundlabError as e: return torch.zeros(0), e.problem  # reported by `precompute` under the policy
 
+def _collate_waves(items): return [w for w, _ in items], [why for _, why in items]
+
+# %% ../../nbs/10_data.core.ipynb #rb11
 def precompute(ds:SegmentDataset, # a dataset with a `cache`
                batch_size:int=64, # segments per frontend call
                num_workers:int=0, # DataLoader processes decoding audio
                progress:bool=True, # show a tqdm bar
               ) -> int:
-    "Compute and cache `x` of every item not yet cached; returns how many were computed."
+    "Compute and cache `x` of every item not yet cached; returns how many were computed. Bad segments: see `ds.bad`."
     if ds.cache is None: raise ValueError('precompute: the dataset has no cache')
     keys = [ds.key(i) for i in range(len(ds))]
-    todo = [i for i, k in enumerate(keys) if k not in ds.cache]
-    dl = DataLoader(_Waves(ds, todo), batch_size=batch_size, num_workers=num_workers)
+    todo, failed = [i for i, k in enumerate(keys) if k not in ds.cache], set()
+    dl = DataLoader(_Waves(ds, todo, ds.bad.policy == 'skip'), batch_size=batch_size, num_workers=num_workers, collate_fn=_collate_waves)
     with tqdm(total=len(todo), desc='precompute', unit='seg', disable=not progress) as bar:
-        for b, waves in enumerate(dl):
-            for i, x in zip(todo[b * batch_size:], _apply_frontend(ds.frontend, waves)):
-                ds.cache.put(keys[i], x)
+        for b, (waves, whys) in enumerate(dl):
+            idx = todo[b * batch_size:b * batch_size + len(waves)]
+            why = [w_ or segment_problem(w) for w, w_ in zip(waves, whys)]
+            good = [k for k in range(len(waves)) if not why[k]]
+            for k, x in zip(good, _apply_frontend(ds.frontend, torch.stack([waves[k] for k in good])) if good else []):
+                why[k] = segment_problem(waves[k], x)
+                if why[k] is None: ds.cache.put(keys[idx[k]], x)
+            for k in (k for k in range(len(waves)) if why[k]):
+                r = ds.records[idx[k]]; failed.add(idx[k])
+                ds.bad.bad(r.path, f'segment {r.start:g}-{r.end:g} s ({r.id}): {why[k]}')
             bar.update(len(waves))
     ds.cache.flush()
-    return len(todo)
+    if failed: ds.records = [r for i, r in enumerate(ds.records) if i not in failed]
+    return len(todo) - len(failed)

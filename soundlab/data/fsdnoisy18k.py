@@ -10,10 +10,10 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, DataLoader
 from tqdm.auto import tqdm
-from ..core import DatasetError, data_dir
+from ..core import DatasetError, SoundlabError, data_dir
 from ..audio import audio_info, load_audio
 from ..features import Frontend, FeatureCache, feature_key, SEDLogmel
-from .core import Record
+from .core import Record, BadFiles, bad_files, check_audio_file, segment_problem
 
 # %% auto #0
 __all__ = ['CLASSES', 'META', 'AUDIO_TRAIN', 'AUDIO_TEST', 'TRAIN_COLUMNS', 'TEST_COLUMNS', 'read_fsdnoisy18k_csv',
@@ -31,6 +31,7 @@ TEST_COLUMNS = ('fname', 'label', 'aso_id')
 def read_fsdnoisy18k_csv(path, # FSDnoisy18k.meta/train.csv or test.csv
                          columns=TRAIN_COLUMNS, # the columns it must have
                          classes=CLASSES, # the label vocabulary
+                         on_bad_file:str|BadFiles='raise', # 'skip': leave rows with an unknown label or a repeated file out
                         ) -> pd.DataFrame:
     "The metadata table, validated: required columns, 0/1 flags, known labels, unique file names."
     path = Path(path)
@@ -40,10 +41,11 @@ def read_fsdnoisy18k_csv(path, # FSDnoisy18k.meta/train.csv or test.csv
     if miss := [c for c in columns if c not in df.columns]: raise DatasetError(path, f'missing column(s) {miss}; expected {list(columns)}')
     for c in ('manually_verified', 'noisy_small'):
         if c in columns and not df[c].isin([0, 1]).all(): raise DatasetError(path, f'column {c} must hold 0 or 1 only')
-    if len(bad := df.loc[~df.label.isin(classes)]):
-        raise DatasetError(path, f'line {bad.index[0] + 2}: unknown label {bad.label.iloc[0]!r} (file {bad.fname.iloc[0]}); not one of the {len(classes)} classes')
-    if (dup := df.fname.duplicated()).any(): raise DatasetError(path, f'file {df.fname[dup].iloc[0]} listed twice')
-    return df
+    bad = bad_files(on_bad_file)
+    for i, row in df.loc[~df.label.isin(classes)].iterrows():
+        bad.bad(path, f'line {i + 2}: unknown label {row.label!r} (file {row.fname}); not one of the {len(classes)} classes')
+    for f in df.fname[df.fname.duplicated()]: bad.bad(path, f'file {f} listed twice')
+    return df[df.label.isin(classes) & ~df.fname.duplicated()].reset_index(drop=True)
 
 # %% ../../nbs/13_data.fsdnoisy18k.ipynb #c013
 def stratified_holdout(labels, # class of every item
@@ -58,13 +60,13 @@ def stratified_holdout(labels, # class of every item
     return out
 
 # %% ../../nbs/13_data.fsdnoisy18k.ipynb #c015
-def _records(df:pd.DataFrame, audio_dir:Path, split:str, classes) -> list:
-    "One whole-clip `Record` per row; DatasetError for a missing audio file."
+def _records(df:pd.DataFrame, audio_dir:Path, split:str, classes, bad:BadFiles) -> list:
+    "One whole-clip `Record` per row; a missing or unreadable audio file is bad."
     out, index = [], {c: i for i, c in enumerate(classes)}
     for row in df.itertuples(index=False):
         p = audio_dir / row.fname
-        if not p.is_file(): raise DatasetError(p, f'missing audio file (listed in {audio_dir.parent.name}/{META})')
-        info = audio_info(p)
+        if not p.is_file(): bad.bad(p, f'missing audio file (listed in {audio_dir.parent.name}/{META})'); continue
+        if (info := check_audio_file(p, bad)) is None: continue
         out.append(Record(Path(row.fname).stem, p, info.sample_rate, 0., info.duration, index[row.label], split,
                           custom=dict(label=row.label, aso_id=row.aso_id, manually_verified=int(getattr(row, 'manually_verified', 1)),
                                       noisy_small=int(getattr(row, 'noisy_small', 0)))))
@@ -77,19 +79,21 @@ def prepare_fsdnoisy18k(root, # the folder holding FSDnoisy18k.meta, FSDnoisy18k
                         seed:int=0, # seed of that hold-out
                         all_train:bool=False, # train = all of train.csv (noisy + clean) when not train_on_clean
                         classes=CLASSES, # the label vocabulary (index = position)
+                        on_bad_file:str|BadFiles='raise', # 'raise': stop at a bad file; 'skip': leave it out (listed in a `BadFiles`)
                        ) -> dict:
     "{'train', 'val', 'test'}: lists of whole-clip `Record`s, seed 001's splits."
     root = Path(root)
     if not (root/META).is_dir(): raise DatasetError(root, f'not an FSDnoisy18k root: no {META}/ folder (expected {META}, {AUDIO_TRAIN}, {AUDIO_TEST})')
-    tr = read_fsdnoisy18k_csv(root/META/'train.csv', TRAIN_COLUMNS, classes)
-    te = read_fsdnoisy18k_csv(root/META/'test.csv', TEST_COLUMNS, classes)
+    bad = bad_files(on_bad_file)
+    tr = read_fsdnoisy18k_csv(root/META/'train.csv', TRAIN_COLUMNS, classes, bad)
+    te = read_fsdnoisy18k_csv(root/META/'test.csv', TEST_COLUMNS, classes, bad)
     clean = tr[tr.manually_verified == 1]
     if train_on_clean:
         held = stratified_holdout(clean.label.map({c: i for i, c in enumerate(classes)}).values, val_fraction, seed)
         parts = dict(train=clean[~held], val=clean[held])
     else: parts = dict(train=tr if all_train else tr[tr.manually_verified == 0], val=clean)
-    out = {s: _records(d, root/AUDIO_TRAIN, s, classes) for s, d in parts.items()}
-    return out | dict(test=_records(te, root/AUDIO_TEST, 'test', classes))
+    out = {s: _records(d, root/AUDIO_TRAIN, s, classes, bad) for s, d in parts.items()}
+    return out | dict(test=_records(te, root/AUDIO_TEST, 'test', classes, bad))
 
 # %% ../../nbs/13_data.fsdnoisy18k.ipynb #c027
 class FSDnoisy18k(Dataset):
@@ -100,9 +104,11 @@ class FSDnoisy18k(Dataset):
                  frontend:Frontend|None=None, # default `SEDLogmel()`
                  cache=None, # a FeatureCache, a folder for one, None: data_dir()/cache/fsdnoisy18k, False: no cache
                  records=None, # use these records (e.g. `prepare_fsdnoisy18k(...)[split]`) instead of reading `root`
+                 on_bad_file:str|BadFiles='raise', # bad files and clips: 'raise' or 'skip' (see `soundlab.data.core.BadFiles`)
                 ):
+        self.bad = bad_files(on_bad_file)
         if records is None:
-            sp = prepare_fsdnoisy18k(root, train_on_clean, val_fraction, seed, all_train)
+            sp = prepare_fsdnoisy18k(root, train_on_clean, val_fraction, seed, all_train, on_bad_file=self.bad)
             if split not in sp: raise ValueError(f"FSDnoisy18k: split must be one of {list(sp)}, got {split!r}")
             records = sp[split]
         self.root, self.split, self.records = Path(root), split, list(records)
@@ -117,11 +123,16 @@ def _fsd_key(self:FSDnoisy18k, i:int) -> str:
     return feature_key(self.records[i].path, None, None, dict(frontend=self.frontend.config(), mono=True))
 
 @torch.no_grad()
+def _fsd_features(self:FSDnoisy18k, w:torch.Tensor) -> torch.Tensor:
+    "The frontend's output for one waveform (at the frontend's rate): (frames, n_mels)."
+    dev = next(iter(self.frontend.buffers()), torch.zeros(())).device
+    return self.frontend(w[None].to(dev))[0].float().cpu()
+
 def _fsd_compute(self:FSDnoisy18k, i:int) -> torch.Tensor:
     "Decode clip `i` at the frontend's rate and run the frontend: (frames, n_mels)."
     w, _ = load_audio(self.records[i].path, sr=self.frontend.config()['sample_rate']); self.n_decoded += 1
-    dev = next(iter(self.frontend.buffers()), torch.zeros(())).device
-    return self.frontend(w[None].to(dev))[0].float().cpu()
+    return self.features(w)
+FSDnoisy18k.features = _fsd_features
 
 def _fsd_getitem(self:FSDnoisy18k, i:int) -> dict:
     r = self.records[i]
@@ -132,11 +143,18 @@ FSDnoisy18k.key, FSDnoisy18k.compute, FSDnoisy18k.__getitem__ = _fsd_key, _fsd_c
 # %% ../../nbs/13_data.fsdnoisy18k.ipynb #c029
 def _fsd_precompute(self:FSDnoisy18k, progress:bool=True, # show a tqdm bar
                    ) -> int:
-    "Compute and cache every clip not yet cached; returns how many were computed."
+    "Compute and cache every clip not yet cached; returns how many were computed. Bad clips: see `self.bad`."
     if self.cache is None: raise ValueError('FSDnoisy18k.precompute: the dataset has no cache')
-    todo = [i for i in range(len(self)) if self.key(i) not in self.cache]
-    for i in tqdm(todo, desc=f'FSDnoisy18k {self.split}', unit='clip', disable=not progress): self.cache.put(self.key(i), self.compute(i))
-    self.cache.flush(); return len(todo)
+    todo, failed = [i for i in range(len(self)) if self.key(i) not in self.cache], set()
+    for i in tqdm(todo, desc=f'FSDnoisy18k {self.split}', unit='clip', disable=not progress):
+        r = self.records[i]
+        if (w := self.bad.call(load_audio, r.path, sr=self.frontend.config()['sample_rate'])) is None: failed.add(i); continue
+        self.n_decoded += 1; x = self.features(w[0])
+        if why := segment_problem(w[0], x): self.bad.bad(r.path, f'clip {r.id}: {why}'); failed.add(i); continue
+        self.cache.put(self.key(i), x)
+    self.cache.flush()
+    if failed: self.records = [r for i, r in enumerate(self.records) if i not in failed]
+    return len(todo) - len(failed)
 
 def _fsd_labels(self:FSDnoisy18k) -> np.ndarray:
     "The class of every clip (no audio is read)."

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from ..core import DatasetError
 from ..audio import audio_info
-from .core import Record, SegmentDataset, records_df
+from .core import Record, SegmentDataset, records_df, BadFiles, bad_files, check_audio_file
 from . import core as _core
 
 # %% auto #0
@@ -61,21 +61,25 @@ def read_icbhi_demographics(path) -> dict:
 def read_icbhi_annotation(path, # a cycle annotation .txt
                           duration:float, # length of its recording (s)
                           end_tolerance:float=0.05, # offsets up to this much past the end are clipped
+                          on_bad_file:str|BadFiles='raise', # 'skip': leave bad rows (or an unreadable file) out
                          ) -> np.ndarray:
     "(cycles, 4) array: onset, offset (s), crackles, wheezes (0/1), validated against the recording."
+    bad, none = bad_files(on_bad_file), np.zeros((0, 4))
     try: a = np.loadtxt(path, ndmin=2, dtype=float)
-    except ValueError as e: raise DatasetError(path, f'not a cycle annotation (onset offset crackles wheezes per line): {e}') from None
-    if a.size == 0 or a.shape[1] != 4: raise DatasetError(path, f'expected 4 columns (onset offset crackles wheezes), got {a.shape[1] if a.size else 0}')
+    except ValueError as e: bad.bad(path, f'not a cycle annotation (onset offset crackles wheezes per line): {e}'); return none
+    if a.size == 0 or a.shape[1] != 4: bad.bad(path, f'expected 4 columns (onset offset crackles wheezes), got {a.shape[1] if a.size else 0}'); return none
+    keep = []
     for i, (on, off, c, w) in enumerate(a, 1):
-        if c not in (0, 1) or w not in (0, 1): raise DatasetError(path, f'row {i}: crackle/wheeze flags must be 0 or 1, got {c:g} {w:g}')
-        if not 0 <= on < off: raise DatasetError(path, f'row {i}: onset {on:g} s must be >= 0 and before offset {off:g} s')
-        if off > duration + end_tolerance:
-            raise DatasetError(path, f'row {i}: cycle {on:g}-{off:g} s ends past the end of its recording ({duration:.3f} s)')
-    a[:, 1] = np.minimum(a[:, 1], duration)
+        why = (f'row {i}: unknown label: crackle/wheeze flags must be 0 or 1, got {c:g} {w:g}' if c not in (0, 1) or w not in (0, 1) else
+               f'row {i}: onset {on:g} s must be >= 0 and before offset {off:g} s' if not 0 <= on < off else
+               f'row {i}: cycle {on:g}-{off:g} s ends past the end of its recording ({duration:.3f} s)' if off > duration + end_tolerance else None)
+        if why: bad.bad(path, why)
+        keep.append(why is None)
+    a = a[np.asarray(keep, bool)]; a[:, 1] = np.minimum(a[:, 1], duration)
     return a
 
 # %% ../../nbs/11_data.icbhi.ipynb #c013
-def _check_root(root:Path) -> list:
+def _check_root(root:Path, bad:BadFiles) -> list:
     "The recordings' wav paths, after checking `root` looks like the ICBHI database folder."
     if not root.is_dir(): raise DatasetError(root, 'no such folder: expected the ICBHI 2017 database folder (ICBHI_final_database)')
     wavs = sorted(root.glob('*.wav'))
@@ -83,17 +87,18 @@ def _check_root(root:Path) -> list:
         hint = [p.name for p in root.iterdir() if p.is_dir() and any(p.glob('*.wav'))]
         raise DatasetError(root, 'holds no .wav recordings: expected <patient>_<rec>_<location>_<sc|mc>_<device>.wav files with '
                            'same-name .txt cycle annotations' + (f' (they are in the subfolder {hint[0]}?)' if hint else ''))
-    if bad := [w.name for w in wavs if not STEM.fullmatch(w.stem)]:
-        raise DatasetError(root / bad[0], f'not an ICBHI file name <patient>_<rec>_<location>_<sc|mc>_<device>.wav ({len(bad)} such files)')
-    return wavs
+    for w in [w for w in wavs if not STEM.fullmatch(w.stem)]:
+        bad.bad(w, 'not an ICBHI file name <patient>_<rec>_<location>_<sc|mc>_<device>.wav')
+    return [w for w in wavs if STEM.fullmatch(w.stem)]
 
 # %% ../../nbs/11_data.icbhi.ipynb #c014
-def _recording_records(wav:Path, split:str, demo:dict, end_tolerance:float) -> list:
-    "The cycles of one recording as `Record`s."
-    txt, info = wav.with_suffix('.txt'), audio_info(wav)
-    if not txt.exists(): raise DatasetError(txt, f'missing: every recording needs its cycle annotation file (for {wav.name})')
+def _recording_records(wav:Path, split:str, demo:dict, end_tolerance:float, bad:BadFiles) -> list:
+    "The cycles of one recording as `Record`s (none when the recording is bad and skipped)."
+    txt, info = wav.with_suffix('.txt'), check_audio_file(wav, bad)
+    if info is None: return []
+    if not txt.exists(): bad.bad(txt, f'missing: every recording needs its cycle annotation file (for {wav.name})'); return []
     fields = STEM.fullmatch(wav.stem).groupdict(); fields['patient'] = int(fields['patient'])
-    ann = read_icbhi_annotation(txt, info.duration, end_tolerance)
+    ann = read_icbhi_annotation(txt, info.duration, end_tolerance, bad)
     return [Record(f'{wav.stem}_{i:02d}', wav, info.sample_rate, float(on), float(off - on), int(c) + 2 * int(w), split,
                    custom={**fields, **demo, 'crackles': int(c), 'wheezes': int(w), 'recording_sr': info.sample_rate,
                            'subtype': info.subtype}) for i, (on, off, c, w) in enumerate(ann)]
@@ -114,18 +119,19 @@ def _add_meta(records, fn):
 # %% ../../nbs/11_data.icbhi.ipynb #c016
 def prepare_icbhi(root, # the folder of wav/txt pairs (split and demographic files in it or one level up)
                   end_tolerance:float=0.05, # cycle offsets up to this far past the end of a recording are clipped
+                  on_bad_file:str|BadFiles='raise', # 'raise': stop at a bad file; 'skip': leave it out (listed in a `BadFiles`)
                  ) -> dict:
     "{'train': [Record], 'test': [Record]}, one record per respiratory cycle, after checking the official layout."
-    root = Path(root); wavs = _check_root(root)
+    root, bad = Path(root), bad_files(on_bad_file); wavs = _check_root(root, bad)
     split, demo = read_icbhi_split(_find_beside(root, SPLIT_FILE)), read_icbhi_demographics(_find_beside(root, DEMOGRAPHIC_FILE))
     if unknown := sorted(set(split) - {w.stem for w in wavs}):
-        raise DatasetError(_find_beside(root, SPLIT_FILE), f'lists {len(unknown)} recording(s) not in {root}, e.g. {unknown[0]}')
+        bad.bad(_find_beside(root, SPLIT_FILE), f'lists {len(unknown)} recording(s) not in {root}, e.g. {unknown[0]}')
     out = {'train': [], 'test': []}
     for w in wavs:
-        if w.stem not in split: raise DatasetError(w, f'recording not listed in {SPLIT_FILE}')
+        if w.stem not in split: bad.bad(w, f'recording not listed in {SPLIT_FILE}'); continue
         pid = int(STEM.fullmatch(w.stem)['patient'])
-        if pid not in demo: raise DatasetError(w, f'patient {pid} not in {DEMOGRAPHIC_FILE}')
-        out[split[w.stem]] += _recording_records(w, split[w.stem], demo[pid], end_tolerance)
+        if pid not in demo: bad.bad(w, f'missing demographic entry: patient {pid} not in {DEMOGRAPHIC_FILE}'); continue
+        out[split[w.stem]] += _recording_records(w, split[w.stem], demo[pid], end_tolerance, bad)
     return {k: _add_meta(v, meta_labels) for k, v in out.items()}
 
 # %% ../../nbs/11_data.icbhi.ipynb #c025
@@ -140,10 +146,12 @@ class ICBHI(SegmentDataset):
                  frontend=None, cache=None, # see `SegmentDataset`
                  meta_keys=META_KEYS, # `custom` keys copied into each item's meta
                  records=None, # the split's records, if already prepared
+                 on_bad_file:str|BadFiles='raise', # bad files and segments: 'raise' or 'skip' (see `BadFiles`)
                 ):
         if split not in ('train', 'test'): raise ValueError(f"ICBHI: split must be 'train' or 'test', not {split!r}")
         self.root, self.split = Path(root), split
-        super().__init__(prepare_icbhi(root)[split] if records is None else records, sample_rate, duration, pad,
-                         fade_ratio, frontend, cache, meta_keys=meta_keys)
+        bad = bad_files(on_bad_file)
+        super().__init__(prepare_icbhi(root, on_bad_file=bad)[split] if records is None else records, sample_rate, duration, pad,
+                         fade_ratio, frontend, cache, meta_keys=meta_keys, on_bad_file=bad)
     def class_counts(self) -> np.ndarray: return super().class_counts(len(CLASSES))
     def meta_labels(self, kind:str='sa', missing:str='own') -> np.ndarray: return meta_labels(self.records, kind, missing)

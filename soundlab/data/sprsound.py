@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from ..core import DatasetError
 from ..audio import audio_info
-from .core import Record, SegmentDataset, records_df
+from .core import Record, SegmentDataset, records_df, BadFiles, bad_files, check_audio_file
 from . import core as _core
 
 # %% auto #0
@@ -46,24 +46,30 @@ def _sprs_dirs(root:Path) -> dict:
 def read_sprs_annotation(path, # one recording's JSON
                          duration:float, # length of its recording (s)
                          end_tolerance:float=0.05,
-                        ) -> tuple:
+                         on_bad_file:str|BadFiles='raise', # 'skip': leave bad events (or an unreadable file: None) out
+                        ) -> tuple|None:
     "(record_annotation, [(start s, end s, event type)]) from an SPRSound JSON, validated."
+    bad = bad_files(on_bad_file)
     try: d = json.loads(Path(path).read_text()); evs = d['event_annotation']; rec = d['record_annotation']
-    except (ValueError, KeyError, TypeError) as e: raise DatasetError(path, f'not an SPRSound annotation (record_annotation, event_annotation): {e!r}') from None
+    except (ValueError, KeyError, TypeError) as e: return bad.bad(path, f'not an SPRSound annotation (record_annotation, event_annotation): {e!r}')
     out = []
     for i, e in enumerate(evs, 1):
         try: s, t, typ = float(e['start']) / 1000, float(e['end']) / 1000, _event_type(e['type'])
-        except (KeyError, ValueError, TypeError): raise DatasetError(path, f'event {i}: expected start/end (ms) and type, got {e!r}') from None
-        if typ is None: raise DatasetError(path, f'event {i}: unknown type {e["type"]!r} (expected one of {", ".join(EVENT_TYPES)})')
-        if not 0 <= s < t: raise DatasetError(path, f'event {i}: start {s:g} s must be >= 0 and before end {t:g} s')
-        if t > duration + end_tolerance: raise DatasetError(path, f'event {i}: {s:g}-{t:g} s ends past the end of its recording ({duration:.3f} s)')
-        out.append((s, min(t, duration), typ))
+        except (KeyError, ValueError, TypeError): bad.bad(path, f'event {i}: expected start/end (ms) and type, got {e!r}'); continue
+        why = (f'event {i}: unknown type {e["type"]!r} (expected one of {", ".join(EVENT_TYPES)})' if typ is None else
+               f'event {i}: start {s:g} s must be >= 0 and before end {t:g} s' if not 0 <= s < t else
+               f'event {i}: {s:g}-{t:g} s ends past the end of its recording ({duration:.3f} s)' if t > duration + end_tolerance else None)
+        if why: bad.bad(path, why)
+        else: out.append((s, min(t, duration), typ))
     return rec, sorted(out)
 
 # %% ../../nbs/12_data.sprsound.ipynb #c011
-def _recording_events(wav:Path, js:Path, split:str, classes:int, end_tolerance:float) -> list:
-    info = audio_info(wav); f = STEM.fullmatch(wav.stem).groupdict()
-    rec, evs = read_sprs_annotation(js, info.duration, end_tolerance)
+def _recording_events(wav:Path, js:Path, split:str, classes:int, end_tolerance:float, bad:BadFiles) -> list:
+    info = check_audio_file(wav, bad)
+    if info is None: return []
+    f = STEM.fullmatch(wav.stem).groupdict()
+    if (ann := read_sprs_annotation(js, info.duration, end_tolerance, bad)) is None: return []
+    rec, evs = ann
     custom = dict(patient=f['patient'], age=float(f['age']), sex='MF'[int(f['sex'])], location=f['location'],
                   recording=int(f['recording']), record_annotation=rec, recording_sr=info.sample_rate, subtype=info.subtype)
     return [Record(f'{wav.stem}_{i:02d}', wav, info.sample_rate, s, t - s, EVENT_TYPES.index(typ) if classes == 7 else TO_ICBHI[typ],
@@ -74,35 +80,39 @@ def meta_labels(records, kind:str='sa', missing:str='own') -> np.ndarray:
     return _core.meta_labels(records, kind, age_threshold=5., missing=missing)
 
 # %% ../../nbs/12_data.sprsound.ipynb #c013
-def _subset(dirs:dict, split:str, mode:str) -> list:
+def _subset(dirs:dict, split:str, mode:str, bad:BadFiles) -> list:
     "[(wav, json)] of a split, every JSON matched to its wav and every train wav to its JSON."
     if split == 'train':
         jsons = sorted(dirs['train_json'].glob('*.json')); wav_dir = dirs['train_wav']
-        if orphans := sorted({w.stem for w in wav_dir.glob('*.wav')} - {j.stem for j in jsons}):
-            raise DatasetError(wav_dir / f'{orphans[0]}.wav', f'has no annotation in {dirs["train_json"]} ({len(orphans)} such recordings)')
+        for o in sorted({w.stem for w in wav_dir.glob('*.wav')} - {j.stem for j in jsons}):
+            bad.bad(wav_dir / f'{o}.wav', f'has no annotation in {dirs["train_json"]}')
     else:
         sub = dirs['test_json'] / f'{mode}_test_json'; wav_dir = dirs['test_wav']
         if sub.is_dir(): jsons = sorted(sub.glob('*.json'))
         else:
             train_p = {p.stem.split('_')[0] for p in dirs['train_json'].glob('*.json')}
             jsons = [j for j in sorted(dirs['test_json'].glob('*.json')) if (j.stem.split('_')[0] in train_p) == (mode == 'intra')]
+    out = []
     for j in jsons:
-        if not STEM.fullmatch(j.stem): raise DatasetError(j, 'not an SPRSound name <patient>_<age>_<sex 0/1>_<p1..p4>_<recording>')
-        if not (wav_dir / f'{j.stem}.wav').is_file(): raise DatasetError(j, f'annotation of a recording not in {wav_dir}')
-    return [(wav_dir / f'{j.stem}.wav', j) for j in jsons]
+        if not STEM.fullmatch(j.stem): bad.bad(j, 'not an SPRSound name <patient>_<age>_<sex 0/1>_<p1..p4>_<recording> '
+                                                  '(the demographic fields age and sex are part of the name)'); continue
+        if not (wav_dir / f'{j.stem}.wav').is_file(): bad.bad(j, f'annotation of a recording not in {wav_dir}'); continue
+        out.append((wav_dir / f'{j.stem}.wav', j))
+    return out
 
 # %% ../../nbs/12_data.sprsound.ipynb #c014
 def prepare_sprsound(root, # the release folder (see above)
                      mode:str='inter', # test subset: 'inter' (unseen patients) or 'intra' (train patients), as seed 000's --mode
                      classes:int=7, # 7: the event types (seed 000); 4: normal/crackle/wheeze/both
                      end_tolerance:float=0.05, # event ends up to this far past the end of a recording are clipped
+                     on_bad_file:str|BadFiles='raise', # 'raise': stop at a bad file; 'skip': leave it out (listed in a `BadFiles`)
                     ) -> dict:
     "{'train': [Record], 'test': [Record]}: one record per annotated event, after checking the layout."
     if mode not in ('inter', 'intra'): raise ValueError(f"prepare_sprsound: mode must be 'inter' or 'intra', not {mode!r}")
     if classes not in (4, 7): raise ValueError(f'prepare_sprsound: classes must be 7 or 4, not {classes!r}')
-    dirs = _sprs_dirs(Path(root)); out = {}
+    dirs, out, bad = _sprs_dirs(Path(root)), {}, bad_files(on_bad_file)
     for split in ('train', 'test'):
-        recs = [r for w, j in _subset(dirs, split, mode) for r in _recording_events(w, j, split, classes, end_tolerance)]
+        recs = [r for w, j in _subset(dirs, split, mode, bad) for r in _recording_events(w, j, split, classes, end_tolerance, bad)]
         for k in ('s', 'a', 'sa'):
             for r, m in zip(recs, meta_labels(recs, k)): r.custom[f'meta_{k}'] = int(m)
         out[split] = recs
@@ -118,10 +128,13 @@ class SPRSound(SegmentDataset):
                  mode:str='inter', # test subset: 'inter' or 'intra'
                  classes:int=7, # 7 event types (seed 000) or 4 ICBHI classes
                  sample_rate:int=16000, duration:float=8., pad:str='circular', fade_ratio:int=16,
-                 frontend=None, cache=None, meta_keys=META_KEYS, records=None):
+                 frontend=None, cache=None, meta_keys=META_KEYS, records=None,
+                 on_bad_file:str|BadFiles='raise', # bad files and segments: 'raise' or 'skip' (see `BadFiles`)
+                ):
         if split not in ('train', 'test'): raise ValueError(f"SPRSound: split must be 'train' or 'test', not {split!r}")
         self.root, self.split, self.mode, self.classes = Path(root), split, mode, CLASSES[classes]
-        super().__init__(prepare_sprsound(root, mode, classes)[split] if records is None else records, sample_rate,
-                         duration, pad, fade_ratio, frontend, cache, meta_keys=meta_keys)
+        bad = bad_files(on_bad_file)
+        super().__init__(prepare_sprsound(root, mode, classes, on_bad_file=bad)[split] if records is None else records, sample_rate,
+                         duration, pad, fade_ratio, frontend, cache, meta_keys=meta_keys, on_bad_file=bad)
     def class_counts(self) -> np.ndarray: return super().class_counts(len(self.classes))
     def meta_labels(self, kind:str='sa', missing:str='own') -> np.ndarray: return meta_labels(self.records, kind, missing)

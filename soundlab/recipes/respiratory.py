@@ -13,9 +13,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from ..core import data_dir, seed_everything
 from ..features import RespiratoryMel, FeatureCache
 from ..augment import SpecAugment
-from ..data.core import precompute
-from ..data.icbhi import ICBHI
-from ..data.sprsound import SPRSound
+from ..data.core import precompute, BadFiles
+from ..data.icbhi import ICBHI, prepare_icbhi
+from ..data.sprsound import SPRSound, prepare_sprsound
+from .. import dist
 from ..models.panns import create_backbone, RespiratoryNet, LinearClassifier
 from ..losses import SupConLoss, class_weights
 from ..metrics import icbhi_scores
@@ -52,6 +53,7 @@ class RespiratoryConfig:
     seed:int=0; n_runs:int=1
     device:str='auto'; amp:bool=True; channels_last:bool=True
     synth:dict=field(default_factory=dict) # arguments of the synthetic corpus generator
+    on_bad_file:str='raise' # bad files/cycles: 'raise' stops, 'skip' leaves them out (listed in data['bad'])
     out_dir:str='' # checkpoints/histories; '' = data/runs
 
 PRESETS = {
@@ -79,22 +81,28 @@ def corpus_root(cfg:RespiratoryConfig) -> Path:
     args = {'seed': 0, **cfg.synth}
     return (synth.make_icbhi if icbhi else synth.make_sprsound)(synth.default_root('icbhi' if icbhi else 'sprsound', args), **args)
 
-def _dataset(cfg, root, split, frontend, cache):
-    kw = dict(sample_rate=cfg.samplerate, duration=cfg.duration, pad=cfg.pad, frontend=frontend, cache=cache)
-    if cfg.dataset.upper() == 'ICBHI': return ICBHI(root, split, **kw)
-    if cfg.dataset.upper() == 'SPRS': return SPRSound(root, split, mode=cfg.mode, classes=4, **kw)
+def _records(cfg, root, bad:BadFiles) -> dict:
+    if cfg.dataset.upper() == 'ICBHI': return prepare_icbhi(root, on_bad_file=bad)
+    if cfg.dataset.upper() == 'SPRS': return prepare_sprsound(root, cfg.mode, classes=4, on_bad_file=bad)
     raise ValueError(f'unknown dataset {cfg.dataset!r}: ICBHI or SPRS')
+
+def _dataset(cfg, root, split, frontend, cache, records, bad):
+    kw = dict(sample_rate=cfg.samplerate, duration=cfg.duration, pad=cfg.pad, frontend=frontend, cache=cache, records=records, on_bad_file=bad)
+    if cfg.dataset.upper() == 'ICBHI': return ICBHI(root, split, **kw)
+    return SPRSound(root, split, mode=cfg.mode, classes=4, **kw)
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c010
 def load_cycles(cfg:RespiratoryConfig, progress:bool=True) -> dict:
-    "{'train': {...}, 'test': {...}}: x (N,1,mels,frames), y (N,), meta (N,) and the records of each split."
-    root = corpus_root(cfg)
+    "{'train': {...}, 'test': {...}}: x (N,1,mels,frames), y (N,), meta (N,) and the records of each split; 'bad': the `BadFiles`."
+    with dist.main_first(): root = corpus_root(cfg)  # one writer for the synthetic corpus
+    bad = BadFiles(cfg.on_bad_file); recs = _records(cfg, root, bad)
     frontend = RespiratoryMel(sample_rate=cfg.samplerate)
-    out = {}
+    out = {'bad': bad}
     with FeatureCache(data_dir()/'cache'/f'{cfg.dataset.lower()}_{root.name}') as cache:
         for split in ('train', 'test'):
-            ds = _dataset(cfg, root, split, frontend, cache)
-            precompute(ds, progress=progress)      # decodes each cycle once, batched front end, written to the cache
+            ds = _dataset(cfg, root, split, frontend, cache, recs[split], bad)
+            with dist.main_first():    # rank 0 fills the cache, the others read it
+                cache.refresh(); precompute(ds, progress=progress and dist.is_main())  # each cycle decoded once, batched front end
             x = torch.stack([torch.as_tensor(cache.get(ds.key(i))) for i in range(len(ds))])
             meta = ds.meta_labels('c' if cfg.metalabel == 'c' else cfg.metalabel)
             out[split] = dict(x=x.float(), y=torch.as_tensor(ds.labels()), meta=torch.as_tensor(meta), records=ds.records)
@@ -159,7 +167,7 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
                       monitor='test_score' if supervised else None, out_dir=run_dir/'stage1',
                       channels_last=cfg.channels_last, desc=f'{cfg.method} {cfg.backbone}', **common)
     trainer.step = make_step(cfg, weights, trainer.generator)
-    hist = trainer.fit(_loader(tr_['x'], tr_['y'], tr_['meta'], bs=cfg.bs, generator=trainer.generator, shuffle=True), cfg.epochs)
+    hist = trainer.fit(trainer.loader(TensorDataset(tr_['x'], tr_['y'], tr_['meta']), cfg.bs), cfg.epochs)
     if supervised:
         y_pred = _best_predictions(model, run_dir/'stage1'/'best.pt', te['x'], classify, cfg.bs)
         hist = hist.assign(stage='supervised')
@@ -173,7 +181,7 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
                       monitor='test_score', out_dir=run_dir/'linear', desc='linear eval', **common)
         w = None if cfg.noweights else weights.to(lin.device)
         lin.step = lambda m, b: {'loss': F.cross_entropy(m(b[0]).float(), b[1], weight=w)}
-        h2 = lin.fit(_loader(emb['train'], tr_['y'], bs=cfg.bs, generator=lin.generator, shuffle=True), cfg.epochs2)
+        h2 = lin.fit(lin.loader(TensorDataset(emb['train'], tr_['y']), cfg.bs), cfg.epochs2)
         y_pred = _best_predictions(clf, run_dir/'linear'/'best.pt', emb['test'], lambda m, eb: m(eb), cfg.bs)
         hist = pd.concat([hist.assign(stage='contrastive'), h2.assign(stage='linear')], ignore_index=True)
     scored = hist.dropna(subset=['test_score']).reset_index(drop=True)

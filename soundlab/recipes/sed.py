@@ -16,6 +16,8 @@ from ..core import SoundlabError, DatasetError, atomic_write, data_dir, get_devi
 from ..features import SEDLogmel, FeatureCache, clip_patches
 from ..augment import SimCLRViews, SpecAugment, sample_patches
 from ..data.fsdnoisy18k import CLASSES, FSDnoisy18k, prepare_fsdnoisy18k, collate_clips
+from ..data.core import BadFiles
+from .. import dist
 from ..models.sed import create_sed_model, published_checkpoint, estimate_input_norm, MODELS
 from ..models.panns import ProjectionHead
 from ..losses import SupConLoss
@@ -49,6 +51,7 @@ class SEDConfig:
     seed:int=271828 # the seed's seed_initialization
     device:str='auto'; amp:bool=True; channels_last:bool=False
     synth:dict=field(default_factory=dict) # arguments of make_fsdnoisy18k for the synthetic corpus
+    on_bad_file:str='raise' # bad files/clips: 'raise' stops, 'skip' leaves them out (listed in data['bad'])
     out_dir:str='' # checkpoints and histories; '' = data_dir()/runs
 
 PRESETS = {
@@ -87,24 +90,25 @@ def corpus_root(cfg:SEDConfig) -> Path:
     args = {'seed': 0, **cfg.synth}
     return make_fsdnoisy18k(default_root('fsdnoisy18k', args), **args)
 
-def _read_split(records, frontend, cache, progress) -> dict:
-    ds = FSDnoisy18k('', records[0].split if records else '', records=records, frontend=frontend, cache=cache)
-    ds.precompute(progress=progress)
-    return dict(x=[ds[i]['x'] for i in range(len(ds))], y=torch.as_tensor(ds.labels()), ids=[r.id for r in records])
+def _read_split(records, frontend, cache, progress, bad='raise') -> dict:
+    ds = FSDnoisy18k('', records[0].split if records else '', records=records, frontend=frontend, cache=cache, on_bad_file=bad)
+    with dist.main_first(): cache.refresh(); ds.precompute(progress=progress and dist.is_main())  # rank 0 fills the cache
+    return dict(x=[ds[i]['x'] for i in range(len(ds))], y=torch.as_tensor(ds.labels()), ids=[r.id for r in ds.records])
 
 # %% ../../nbs/42_recipes.sed.ipynb #c011
 def load_clips(cfg:SEDConfig, progress:bool=True) -> dict:
-    "{'pretrain', 'train', 'val', 'test'}: dict(x=[(frames, mel)], y, ids) each, and 'norm': (mean, std) of 'pretrain'."
-    root, fe = corpus_root(cfg), SEDLogmel()
-    noisy = prepare_fsdnoisy18k(root)
-    splits = prepare_fsdnoisy18k(root, train_on_clean=True, val_fraction=cfg.val_fraction) if cfg.train_on_clean else noisy
+    "{'pretrain', 'train', 'val', 'test'}: dict(x=[(frames, mel)], y, ids) each, 'norm': (mean, std) of 'pretrain', 'bad': the `BadFiles`."
+    with dist.main_first(): root = corpus_root(cfg)  # one writer for the synthetic corpus
+    fe, bad = SEDLogmel(), BadFiles(cfg.on_bad_file)
+    noisy = prepare_fsdnoisy18k(root, on_bad_file=bad)
+    splits = prepare_fsdnoisy18k(root, train_on_clean=True, val_fraction=cfg.val_fraction, on_bad_file=bad) if cfg.train_on_clean else noisy
     with FeatureCache(data_dir()/'cache'/'fsdnoisy18k') as cache:
-        out = {s: _read_split(splits[s], fe, cache, progress) for s in ('train', 'val', 'test')}
-        out['pretrain'] = out['train'] if not cfg.train_on_clean else _read_split(noisy['train'], fe, cache, progress)
+        out = {s: _read_split(splits[s], fe, cache, progress, bad) for s in ('train', 'val', 'test')}
+        out['pretrain'] = out['train'] if not cfg.train_on_clean else _read_split(noisy['train'], fe, cache, progress, bad)
     if empty := [s for s in ('pretrain', 'train', 'val', 'test') if not out[s]['x']]:
         raise DatasetError(root, f"empty split(s) {empty} (train_on_clean={cfg.train_on_clean}, val_fraction={cfg.val_fraction}): too few clips")
     allx = torch.cat(out['pretrain']['x']).double()
-    return out | dict(norm=(allx.mean().item(), allx.std().item()), root=root)
+    return out | dict(norm=(allx.mean().item(), allx.std().item()), root=root, bad=bad)
 
 # %% ../../nbs/42_recipes.sed.ipynb #c016
 class PatchSet(Dataset):
@@ -209,9 +213,10 @@ def pretrain(cfg:SEDConfig, data:dict, progress:bool=True) -> dict:
     tr = Trainer(net, None, opt, sched, out_dir=out, desc=f'pretrain {cfg.arch}', **_common(cfg, progress))
     tr.step = pretrain_step(cfg, make_views(cfg, data['norm']), tr.generator, backgrounds=data['pretrain']['x'])
     n = len(data['pretrain']['x'])
-    loader = DataLoader(_Clips(data['pretrain']), cfg.bs, shuffle=True, generator=tr.generator, collate_fn=collate_clips, drop_last=n > cfg.bs)
+    loader = tr.loader(_Clips(data['pretrain']), cfg.bs, collate_fn=collate_clips, drop_last=n > cfg.bs)
     hist = tr.fit(loader, cfg.epochs)
     save_checkpoint(out/'encoder.pt', {'state_dict': enc.state_dict(), 'mean': data['norm'][0], 'std': data['norm'][1], 'arch': cfg.arch})
+    dist.barrier()  # rank 0 wrote it; every rank reads it next
     return dict(stage='pretrain', init='random', history=hist, run_dir=out, encoder_path=out/'encoder.pt', model=enc)
 
 # %% ../../nbs/42_recipes.sed.ipynb #c028
@@ -245,7 +250,7 @@ def lineval(cfg:SEDConfig, data:dict, progress:bool=True) -> dict:
                  lambda m: {'val_bacc': _bacc(data['val']['y'], score(m, 'val'))}, 'val_bacc', out_dir=out,
                  desc=f'lineval {init_name(cfg)}', **_common(cfg, progress))
     ytr = data['train']['y'][sets['train'].clip]
-    hist = tr.fit(DataLoader(TensorDataset(feats['train'], ytr), cfg.lineval_bs, shuffle=True, generator=tr.generator), cfg.lineval_epochs)
+    hist = tr.fit(tr.loader(TensorDataset(feats['train'], ytr), cfg.lineval_bs), cfg.lineval_epochs)
     clf.load_state_dict(load_checkpoint(out/'best.pt')['model']); clf.eval()
     with torch.no_grad(): probs = score(clf, 'test')
     return _result('lineval', cfg, hist, data['test']['y'], probs, clip_average(emb['test'], sets['test'].clip, softmax=False), out)
@@ -273,7 +278,7 @@ def finetune(cfg:SEDConfig, data:dict, progress:bool=True) -> dict:
     evaluate = lambda m: {'val_bacc': _bacc(data['val']['y'], _clip_probs(m, sets['val'], len(data['val']['x']), norm, cfg, dev))}
     tr = Trainer(model, None, opt, sched, evaluate, 'val_bacc', out_dir=out, desc=f'finetune {init_name(cfg)}', **_common(cfg, progress))
     tr.step = finetune_step(cfg, norm, tr.generator)
-    hist = tr.fit(DataLoader(_Clips(data['train']), cfg.finetune_bs, shuffle=True, generator=tr.generator, collate_fn=collate_clips), cfg.finetune_epochs)
+    hist = tr.fit(tr.loader(_Clips(data['train']), cfg.finetune_bs, collate_fn=collate_clips), cfg.finetune_epochs)
     model.load_state_dict(load_checkpoint(out/'best.pt')['model'])
     probs = _clip_probs(model, sets['test'], len(data['test']['x']), norm, cfg, dev)
     emb = predict(model, DataLoader(sets['test'], cfg.eval_bs), _norm_fn(norm), device=dev, amp=cfg.amp)

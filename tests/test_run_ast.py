@@ -1,0 +1,37 @@
+"End-to-end: nbs/run_vocalsound.ipynb and nbs/run_esc50.ipynb through papermill on their synthetic corpora (smoke preset)."
+import pandas as pd
+from conftest import run_notebook
+
+def test_run_vocalsound_smoke(tmp_path, shared_data):
+    res = run_notebook('run_vocalsound.ipynb', tmp_path, shared_data, preset='smoke', out_dir=str(tmp_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    table = pd.read_csv(tmp_path / 'ast_vocalsound_results.csv')
+    assert len(table) == 1 and table['test acc (%)'].between(0, 100).all() and table['size'][0] == 'tiny224'
+    assert {'f (%)', 'm (%)'} <= set(table.columns)
+    groups = pd.read_csv(tmp_path / 'ast_vocalsound_groups.csv')
+    assert set(groups.group) == {'gender', 'age_band'} and groups[groups.group == 'gender'].n.sum() == 12
+    assert (tmp_path / 'ast_vocalsound_results.md').read_text().startswith('| model ')
+    for name in ('confusion', 'groups', 'curves', 'example'):
+        assert (tmp_path / f'ast_vocalsound_{name}.png').stat().st_size > 1000, name
+    assert 'notebook wall time' in (tmp_path / 'out_run_vocalsound.ipynb').read_text()
+
+def test_run_esc50_smoke(tmp_path, shared_data):
+    res = run_notebook('run_esc50.ipynb', tmp_path, shared_data, preset='smoke', out_dir=str(tmp_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    acc = pd.read_csv(tmp_path / 'ast_esc50_acc_fold.csv')
+    assert list(acc.fold) == ['fold1', 'fold2', 'fold3', 'fold4', 'fold5', 'mean']
+    assert abs(acc.accuracy.iloc[-1] - acc.accuracy.iloc[:5].mean()) < 1e-9 and acc.accuracy.between(0, 100).all()
+    table = pd.read_csv(tmp_path / 'ast_esc50_results.csv')
+    assert len(table) == 1 and table['mean acc (%)'][0] == round(acc.accuracy.iloc[-1], 2)
+    for name in ('confusion', 'folds', 'accuracy_by_epoch'):
+        assert (tmp_path / f'ast_esc50_{name}.png').stat().st_size > 1000, name
+
+def test_run_esc50_two_folds_appends(tmp_path, shared_data):
+    "A second configuration (2 folds, 2 epochs) is appended to an existing table."
+    (tmp_path / 'ast_esc50_results.csv').write_text('tag,model\nold,ast\n')
+    res = run_notebook('run_esc50.ipynb', tmp_path, shared_data, preset='smoke', folds='[1, 2]', epochs=2, out_dir=str(tmp_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    acc = pd.read_csv(tmp_path / 'ast_esc50_acc_fold.csv')
+    assert list(acc.fold) == ['fold1', 'fold2', 'mean']
+    table = pd.read_csv(tmp_path / 'ast_esc50_results.csv')
+    assert list(table.tag)[0] == 'old' and len(table) == 2 and table.epochs.iloc[1] == 2
