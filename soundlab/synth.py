@@ -224,17 +224,23 @@ def assign_labels(groups, # the patient of each item
 
 # %% ../nbs/15_synth.ipynb #c030
 def _reuse_root(root:Path, params:dict) -> bool:
-    "True if `root` already holds this exact corpus; otherwise clear our old files (only) and create `root`."
+    "True if `root` already holds this exact corpus; otherwise remove an older corpus of ours (its files, then the folders it leaves empty) and create `root`."
     marker = root / '.synth.json'
     if marker.exists():
         old = json.loads(marker.read_text())
         if old['params'] == params: return True
         for name in old['files']: (root / name).unlink(missing_ok=True)
         marker.unlink()
+        for d in sorted((d for d in root.rglob('*') if d.is_dir()), key=lambda d: -len(d.parts)):
+            if not any(d.iterdir()): d.rmdir()
     if (root / '.synth.partial').exists(): shutil.rmtree(root)  # an interrupted generation of ours: start again
     if root.exists() and any(root.iterdir()):
-        raise DatasetError(root, 'is not empty and was not written by soundlab.synth; give make_icbhi/make_sprsound a new folder')
+        raise DatasetError(root, 'is not empty and was not written by soundlab.synth; give the generator a new folder')
     root.mkdir(parents=True, exist_ok=True); (root / '.synth.partial').touch(); return False
+
+def _finish_root(root:Path, params:dict, written:list):
+    "Mark `root` as holding the corpus of `params` (the files in `written`): the generation finished."
+    (root / '.synth.json').write_text(json.dumps(dict(params=params, files=written), indent=1)); (root / '.synth.partial').unlink()
 
 def _params(args:dict, kind:str) -> dict:
     "The arguments that define a corpus, JSON-ready."
@@ -335,7 +341,7 @@ def make_icbhi(root, # folder to write (created; returned at once if it already 
     for j, (ss, (stem, pi, dev, lengths)) in enumerate(zip(np.random.SeedSequence(seed).spawn(len(files)), files)):
         _write_icbhi_file(root, stem, pi, dev, lengths, labels[fi == j], fine[pi], demo[pi], ss, seed, knobs)
     written = [f'{s}.{x}' for s, *_ in files for x in ('wav', 'txt')] + _icbhi_meta_files(root, files, train, demo, meta_up)
-    (root / '.synth.json').write_text(json.dumps(dict(params=params, files=written), indent=1)); (root / '.synth.partial').unlink()
+    _finish_root(root, params, written)
     return root
 
 # %% ../nbs/15_synth.ipynb #c044
@@ -416,7 +422,7 @@ def make_sprsound(root, # folder to write (created; returned at once if it alrea
     written = []
     for j, (ss, (stem, pi, role, evs)) in enumerate(zip(np.random.SeedSequence(seed).spawn(len(recs)), recs)):
         written += _write_sprs_file(root, stem, role, evs, types[j], ages[pi], sexes[pi], ss, seed, pi, knobs)
-    (root / '.synth.json').write_text(json.dumps(dict(params=params, files=written), indent=1)); (root / '.synth.partial').unlink()
+    _finish_root(root, params, written)
     return root
 
 # %% ../nbs/15_synth.ipynb #c050
@@ -594,11 +600,7 @@ def make_fsdnoisy18k(root, # folder to write (created; returned at once if it al
                     ) -> Path:
     "Write a small corpus in FSDnoisy18k's published layout (20 synthetic classes, noisy and clean train sets); returns `root`."
     params = _params(dict(locals()), 'fsdnoisy18k')
-    root = Path(root); marker = root / '.synth.json'
-    if marker.exists() and json.loads(marker.read_text())['params'] != params:  # _reuse_root would find our empty folders
-        for name in json.loads(marker.read_text())['files']: (root / name).unlink(missing_ok=True)
-        for d in (FSD_META, FSD_AUDIO_TRAIN, FSD_AUDIO_TEST):
-            with contextlib.suppress(OSError): (root / d).rmdir()
+    root = Path(root)
     if _reuse_root(root, params): return root
     rng, k = np.random.default_rng(seed), len(FSD_CLASSES)
     y, clean, lab, small = _fsd_train_table(FSD_CLASSES, n_per_class, clean_fraction, label_noise, rng)
@@ -618,7 +620,7 @@ def make_fsdnoisy18k(root, # folder to write (created; returned at once if it al
                       aso_id=[aso(yt[i]) for i in order_t])).to_csv(root / FSD_META / 'test.csv', index=False)
     pd.DataFrame(dict(fname=[c[1] for c in clips[:len(y)]], true_label=[FSD_CLASSES[y[i]] for i in order])).to_csv(root / 'synth_true_labels.csv', index=False)
     written = [f'{d}/{f}' for d, f, *_ in clips] + [f'{FSD_META}/train.csv', f'{FSD_META}/test.csv', 'synth_true_labels.csv']
-    (root / '.synth.json').write_text(json.dumps(dict(params=params, files=written), indent=1)); (root / '.synth.partial').unlink()
+    _finish_root(root, params, written)
     return root
 
 # %% ../nbs/15_synth.ipynb #s9113001
@@ -699,16 +701,6 @@ def _ma_dataset(root, name, n_classes, samples_per_class, split_fractions, segme
     write_splits(root / name, splits); write_norm_stats(root / name, float(allx.mean()), float(allx.std()))
     return written + [f'{name}/{MA_SPLITS}', f'{name}/{MA_NORM}']
 
-# %% ../nbs/15_synth.ipynb #s9113004
-def _clear_other_corpus(root:Path, params:dict):
-    "Remove an older corpus of ours with other parameters, folders included (`_reuse_root` removes files only)."
-    marker = root / '.synth.json'
-    if not marker.exists() or (old := json.loads(marker.read_text()))['params'] == params: return
-    for name in old['files']: (root / name).unlink(missing_ok=True)
-    marker.unlink()
-    for d in sorted((p for p in root.rglob('*') if p.is_dir()), key=lambda p: -len(p.parts)):
-        if not any(d.iterdir()): d.rmdir()
-
 # %% ../nbs/15_synth.ipynb #s9113005
 def make_metaaudio(root, # corpus folder: one sub-folder per dataset (the seed's data_root)
                    datasets:tuple=('ESC-50-master', 'FSD2018'), # folder names; MetaAudio's variable-length ones get multi-segment recordings
@@ -725,13 +717,13 @@ def make_metaaudio(root, # corpus folder: one sub-folder per dataset (the seed's
                   ) -> Path:
     "Write a synthetic corpus in MetaAudio's preprocessed layout (features/, splits.npy, norm_stats/) per dataset; returns `root`."
     params = _params(dict(locals()), 'metaaudio')
-    root = Path(root); _clear_other_corpus(root, params)
+    root = Path(root)
     if _reuse_root(root, params): return root
     written = []
     for name, ss in zip(datasets, np.random.SeedSequence(seed).spawn(len(datasets))):
         written += _ma_dataset(root, name, n_classes, samples_per_class, split_fractions, segment, max_segments, sample_rate,
                                n_mels, hop_length, small_classes, waveforms, difficulty, ss)
-    (root / '.synth.json').write_text(json.dumps(dict(params=params, files=written), indent=1)); (root / '.synth.partial').unlink()
+    _finish_root(root, params, written)
     return root
 
 # %% ../nbs/15_synth.ipynb #sc5fd001
@@ -831,7 +823,7 @@ def _write_fsd50k(root:Path, rows:list, dur, sr:int, seed:int, params:dict) -> P
     pd.DataFrame(dict(fname=[r[1] for r in rows], true_labels=[','.join(sorted(set(r[2] + [a for l in r[2] for a in _fsd50k_ancestors(l)]))) for r in rows])).to_csv(root/'synth_true_labels.csv', index=False)
     (root/'ontology.json').write_text(json.dumps(fsd50k_ontology(), indent=1))
     written = [f'{d}/{f}.wav' for d, f, *_ in rows] + [f'{FSD50K_GT}/{n}.csv' for n in ('vocabulary', 'dev', 'eval')] + ['synth_true_labels.csv', 'ontology.json']
-    (root/'.synth.json').write_text(json.dumps(dict(params=params, files=written), indent=1)); (root/'.synth.partial').unlink()
+    _finish_root(root, params, written)
     return root
 
 # %% ../nbs/15_synth.ipynb #s5605001
@@ -1067,19 +1059,6 @@ def _vs_clip(label, row, duration, sr, rng):
     y += rms * 10 ** (-rng.uniform(15, 35) / 20) * _noise(n, n, _band(np.fft.rfftfreq(n, 1 / sr), 50., 0.45 * sr, 1), rng)
     return (y * rng.uniform(0.3, 0.9) / (np.abs(y).max() + 1e-9)).astype(np.float32)
 
-# %% ../nbs/15_synth.ipynb #s1bc5008
-def _clear_synth(root:Path, params:dict, dirs=()):
-    "If `root` holds another synthetic corpus of ours: remove its files and (now empty) folders, so `_reuse_root` starts afresh."
-    marker = root/'.synth.json'
-    if not marker.exists() or json.loads(marker.read_text())['params'] == params: return
-    for name in json.loads(marker.read_text())['files']: (root/name).unlink(missing_ok=True)
-    marker.unlink()
-    for d in sorted(dirs, key=lambda d: -d.count('/')):
-        with contextlib.suppress(OSError): (root/d).rmdir()
-
-def _finish_synth(root:Path, params:dict, written:list):
-    (root/'.synth.json').write_text(json.dumps(dict(params=params, files=written), indent=1)); (root/'.synth.partial').unlink()
-
 # %% ../nbs/15_synth.ipynb #s1bc5009
 def make_vocalsound(root, # folder to write (created; returned at once if it already holds this exact corpus)
                     n_speakers:tuple=(24, 6, 6), # speakers in train, validation, test (6 recordings each)
@@ -1089,7 +1068,6 @@ def make_vocalsound(root, # folder to write (created; returned at once if it alr
                    ) -> Path:
     "Write a small corpus in VocalSound's release layout (six vocal sounds, speaker split and metadata, datafiles); returns `root`."
     params = _params(dict(locals()), 'vocalsound'); root = Path(root)
-    _clear_synth(root, params, ['audio_16k', 'meta', 'datafiles/subtest', 'datafiles'])
     if _reuse_root(root, params): return root
     rng = np.random.default_rng(seed); splits = _vs_speakers(n_speakers, rng)
     (root/'audio_16k').mkdir(exist_ok=True); (root/'meta').mkdir(exist_ok=True); written = []
@@ -1102,7 +1080,7 @@ def make_vocalsound(root, # folder to write (created; returned at once if it alr
     prep_vocalsound(root, progress=False)
     written += ['class_labels_indices_vs.csv'] + [f'datafiles/{s}.json' for s in ('tr', 'val', 'te', 'all')]
     written += [f'datafiles/subtest/te_{s}.json' for s in ('age1', 'age2', 'age3', 'female', 'male')]
-    _finish_synth(root, params, written); return root
+    _finish_root(root, params, written); return root
 
 # %% ../nbs/15_synth.ipynb #s1481001
 from .data.esc50 import ESC50_CLASSES, ESC10_TARGETS, ESC50_COLUMNS
@@ -1130,7 +1108,6 @@ def make_esc50(root, # folder to write (created; returned at once if it already 
     params = _params(dict(locals()), 'esc50'); root = Path(root)
     targets = list(range(50)) if categories == 'all' else list(ESC10_TARGETS) if categories == 'esc10' else sorted(map(int, categories))
     if clips_per_class % 5: raise ValueError(f'make_esc50: clips_per_class must be a multiple of 5, got {clips_per_class}')
-    _clear_synth(root, params, ['audio', 'meta'])
     if _reuse_root(root, params): return root
     rng = np.random.default_rng(seed); rows = []
     for t in targets:
@@ -1142,7 +1119,7 @@ def make_esc50(root, # folder to write (created; returned at once if it already 
     for ss, r in zip(np.random.SeedSequence(seed).spawn(len(rows)), rows):
         sf.write(root/'audio'/r[0], esc50_clip(r[2], duration, sample_rate, np.random.default_rng(ss)), sample_rate, subtype='PCM_16')
     pd.DataFrame(rows, columns=ESC50_COLUMNS).sort_values('filename').to_csv(root/'meta'/'esc50.csv', index=False)
-    _finish_synth(root, params, [f'audio/{r[0]}' for r in rows] + ['meta/esc50.csv']); return root
+    _finish_root(root, params, [f'audio/{r[0]}' for r in rows] + ['meta/esc50.csv']); return root
 
 # %% ../nbs/15_synth.ipynb #sd8b0001
 from .data.speechcommands import SC_CLASSES, BACKGROUND
@@ -1179,7 +1156,6 @@ def make_speechcommands(root, # folder to write (created; returned at once if it
                         sample_rate:int=16000, seed:int=0) -> Path:
     "Write a small corpus in Speech Commands V2's layout; returns `root`."
     params = _params(dict(locals()), 'speechcommands'); root = Path(root)
-    _clear_synth(root, params, [*words, BACKGROUND])
     if _reuse_root(root, params): return root
     rng = np.random.default_rng(seed)
     spk = [f'{h:08x}' for h in rng.choice(2 ** 32, n_speakers, replace=False)]
@@ -1201,4 +1177,4 @@ def make_speechcommands(root, # folder to write (created; returned at once if it
         written.append(f'{BACKGROUND}/{kind}.wav')
     for split, fname in (('val', 'validation_list.txt'), ('test', 'testing_list.txt')):
         (root/fname).write_text(''.join(f'{x}\n' for x in sorted(lists[split]))); written.append(fname)
-    _finish_synth(root, params, written); return root
+    _finish_root(root, params, written); return root
