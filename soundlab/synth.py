@@ -979,6 +979,10 @@ def _corrupt_metaaudio(root:Path, cases, rng) -> dict:
     for case in (c for c in cases if c in ('corrupt_wav', 'zero_length')):
         f = pool.pop(-1); f.write_bytes(b'' if case == 'zero_length' else b'\x93NUMPY' + rng.bytes(300))
         out[case] = BadCase(case, f, 'bad', 'prepare', 'unreadable .npy', 'a corrupt / empty feature file (MetaAudio ships features)')
+    if 'unknown_label' in cases:  # a test class in splits.npy with no features/<class>/ folder
+        from soundlab.data.metaaudio import read_splits
+        sp = read_splits(root); write_splits(root, {**sp, 'test': sp['test'] + ['squawk']})
+        out['unknown_label'] = BadCase('unknown_label', root/'features'/'squawk', 'bad', 'prepare', 'has no folder', 'a class of splits.npy without features')
     return out
 
 CORRUPTERS.update(esc50=_corrupt_esc50, speechcommands=_corrupt_speechcommands, vocalsound=_corrupt_vocalsound,

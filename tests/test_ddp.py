@@ -93,3 +93,82 @@ def test_sed_recipe_two_processes(tmp_path, shared_data, monkeypatch):
     assert [r['stage'] for r in res] == ['pretrain', 'lineval', 'finetune']
     assert all(0 <= r['test_bacc'] <= 100 for r in res[1:])
     assert (tmp_path / 'runs').exists() and len(list((tmp_path / 'runs').rglob('encoder.pt'))) == 1
+
+# ---- every recipe under torchrun from an EMPTY data folder: the ranks must not race to write the synthetic corpus,
+# the datafiles, the feature cache or the fbank statistics (rank 0 prepares them, the others wait and read).
+# Only completion and rank-0-only writing are checked here: the recipes' models have BatchNorm statistics kept per rank
+# (SyncBatchNorm needs GPUs) or sample whole episodes per rank, so a 2-process run is not the same computation as one
+# process; the loss-curve equality is `test_ddp_matches_single_process` above.
+
+def _recipe_env(tmp_path):
+    data = tmp_path / 'data'; data.mkdir()
+    return data, {'SOUNDLAB_DATA': str(data), 'OMP_NUM_THREADS': '1',
+                  'PYTHONPATH': os.pathsep.join([str(Path(__file__).parent), os.environ.get('PYTHONPATH', '')])}
+
+def _table(row:dict, path:str):
+    "The run notebooks' table write: `update_table` (rank 0 only) plus the skipped-file list."
+    from soundlab.train import update_table
+    return update_table(row, Path(path))
+
+def ast_ddp(cfg, table:str) -> dict:
+    from soundlab import dist
+    from soundlab.recipes.ast import run_ast
+    res = run_ast(cfg, progress=False)
+    _table({'tag': 'ddp', 'mean acc (%)': res['mean_acc']}, table)
+    if dist.is_main(): res['bad'].write(Path(table).with_name('ast_skipped.csv'))
+    return dict(world=dist.world_size(), mean_acc=res['mean_acc'], norm=res['norm'], n_hist=len(res['runs'][cfg.folds[0]]['history']))
+
+def psla_ddp(cfg, table:str) -> dict:
+    from soundlab import dist
+    from soundlab.recipes.psla import run_psla
+    res = run_psla(cfg, progress=False, verbose=False)
+    df = res['results']['none']
+    _table({'tag': 'ddp', 'eval mAP': float(df[(df.model == 'wa') & (df.set == 'evaluation')].mAP.iloc[0])}, table)
+    if dist.is_main(): res['data']['bad'].write(Path(table).with_name('psla_skipped.csv'))
+    return dict(world=dist.world_size(), results=df, enhancement=res['enhancement'], runs=[r['run_dir'] for r in res['runs']])
+
+def fewshot_ddp(cfg, table:str) -> dict:
+    from soundlab import dist
+    from soundlab.recipes.fewshot import run_fewshot, table_row
+    r = run_fewshot(cfg)
+    _table(table_row(r), table)
+    return dict(world=dist.world_size(), acc=r['acc'], accs=r['test_accs'], history=r['history'], run_dir=r['run_dir'])
+
+def test_ast_recipe_two_processes(tmp_path):
+    from soundlab.dist import launch
+    from soundlab.recipes.ast import ast_config
+    data, env = _recipe_env(tmp_path)
+    cfg = ast_config('smoke', 'esc50', folds=(1,), device='cpu', out_dir=str(tmp_path / 'runs'))
+    t0 = time.time()
+    res = launch('test_ddp:ast_ddp', cfg, 2, kwargs=dict(table=str(tmp_path / 'ast.csv')), env=env, timeout=300, quiet=True)
+    print(f'AST esc50 smoke, 2 processes from an empty data folder: {time.time() - t0:.1f} s')
+    assert res['world'] == 2 and 0 <= res['mean_acc'] <= 100 and res['n_hist'] == cfg.epochs and res['norm'][1] > 0
+    assert len(pd.read_csv(tmp_path / 'ast.csv')) == 1 and pd.read_csv(tmp_path / 'ast_skipped.csv').empty
+    assert len(list((tmp_path / 'runs').rglob('last.pt'))) == 1 and any((data / 'cache').iterdir())  # one writer of the run folder
+
+def test_psla_recipe_two_processes(tmp_path):
+    "PSLA smoke with label enhancement: rank 0 writes the datafiles, the weight file and the enhanced datafiles."
+    from soundlab.dist import launch
+    from soundlab.recipes.psla import psla_config
+    data, env = _recipe_env(tmp_path)
+    cfg = psla_config('smoke', label_enhance='mean', device='cpu', out_dir=str(tmp_path / 'runs'))
+    t0 = time.time()
+    res = launch('test_ddp:psla_ddp', cfg, 2, kwargs=dict(table=str(tmp_path / 'psla.csv')), env=env, timeout=300, quiet=True)
+    print(f'PSLA smoke (2 runs), 2 processes from an empty data folder: {time.time() - t0:.1f} s')
+    assert res['world'] == 2 and len(res['runs']) == 2 and res['results'][['mAP', 'mAUC']].stack().between(0, 1).all()
+    assert len(res['enhancement']) == 21 and (res['runs'][1] / 'history.csv').exists()
+    assert len(pd.read_csv(tmp_path / 'psla.csv')) == 1 and pd.read_csv(tmp_path / 'psla_skipped.csv').empty
+    assert len(list((tmp_path / 'runs').rglob('audio_model_wa.pt'))) == 2
+
+def test_fewshot_recipe_two_processes(tmp_path):
+    "One few-shot run (CNN encoder with BatchNorm): the episodes are dealt to the ranks; the test tasks are scored by rank 0."
+    from soundlab.dist import launch
+    from soundlab.recipes.fewshot import fewshot_config
+    data, env = _recipe_env(tmp_path)
+    cfg = fewshot_config('smoke', dataset_name='ESC-50-master', scenario='protonet+aug', device='cpu', out_dir=str(tmp_path / 'runs'))
+    t0 = time.time()
+    res = launch('test_ddp:fewshot_ddp', cfg, 2, kwargs=dict(table=str(tmp_path / 'fewshot.csv')), env=env, timeout=300, quiet=True)
+    print(f'few-shot smoke, 2 processes from an empty data folder: {time.time() - t0:.1f} s')
+    assert res['world'] == 2 and len(res['accs']) == cfg.n_testing_tasks and 0 <= res['acc'] <= 100
+    assert len(res['history']) == cfg.num_epochs and res['history'].train_loss.notna().all()
+    assert len(pd.read_csv(tmp_path / 'fewshot.csv')) == 1 and (res['run_dir'] / 'best.pt').exists()

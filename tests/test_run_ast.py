@@ -1,5 +1,6 @@
 "End-to-end: nbs/run_vocalsound.ipynb and nbs/run_esc50.ipynb through papermill on their synthetic corpora (smoke preset)."
 import pandas as pd
+from pathlib import Path
 from conftest import run_notebook
 
 def test_run_vocalsound_smoke(tmp_path, shared_data):
@@ -35,3 +36,31 @@ def test_run_esc50_two_folds_appends(tmp_path, shared_data):
     assert list(acc.fold) == ['fold1', 'fold2', 'mean']
     table = pd.read_csv(tmp_path / 'ast_esc50_results.csv')
     assert list(table.tag)[0] == 'old' and len(table) == 2 and table.epochs.iloc[1] == 2
+
+def test_run_esc50_two_processes(tmp_path, shared_data):
+    "nproc=2: the recipe runs under torchrun (soundlab.dist.launch); rank 0's results make the table; the skipped list is written."
+    res = run_notebook('run_esc50.ipynb', tmp_path, shared_data, preset='smoke', folds='[1]', nproc=2, on_bad_file='skip', out_dir=str(tmp_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    table = pd.read_csv(tmp_path / 'ast_esc50_results.csv')
+    assert len(table) == 1 and 0 <= table['mean acc (%)'][0] <= 100
+    assert pd.read_csv(tmp_path / 'ast_esc50_skipped.csv').empty  # the synthetic corpus has no bad file
+
+def test_esc50_recipe_skips_bad_files(tmp_path, shared_data, monkeypatch):
+    "on_bad_file: 'raise' names the bad file; 'skip' trains without it and returns both bad clips (reader + fbank) in res['bad']."
+    import numpy as np, pytest, soundfile as sf
+    from soundlab.core import DatasetError
+    from soundlab.synth import make_esc50
+    from soundlab.recipes.ast import ast_config, run_esc50
+    monkeypatch.setenv('SOUNDLAB_DATA', str(shared_data))
+    root = make_esc50(tmp_path / 'esc', categories=[0, 10], clips_per_class=5, duration=0.8, sample_rate=16000, seed=0)
+    wavs = sorted((root / 'audio').glob('[23]-*.wav'))[1:3]                  # one clip of fold 2 and one of fold 3
+    wavs[0].write_bytes(b'')                                                    # zero-length file: the reader's check
+    sf.write(wavs[1], np.zeros(12800, np.float32), 16000)                      # silent clip: the fbank's check
+    cfg = ast_config('smoke', 'esc50', data_root=str(root), folds=(1,), device='cpu', out_dir=str(tmp_path / 'runs'))
+    with pytest.raises(DatasetError, match=wavs[0].name): run_esc50(cfg, progress=False)
+    res = run_esc50(ast_config('smoke', 'esc50', data_root=str(root), folds=(1,), device='cpu', on_bad_file='skip',
+                               out_dir=str(tmp_path / 'runs')), progress=False)
+    skipped = res['bad'].df()
+    assert {Path(p).name for p in skipped.path} == {wavs[0].name, wavs[1].name}, skipped
+    assert 0 <= res['mean_acc'] <= 100 and len(res['runs'][1]['history']) == 1
+    assert len(pd.read_csv(res['bad'].write(tmp_path / 'ast_esc50_skipped.csv'))) == 2

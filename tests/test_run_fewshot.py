@@ -24,3 +24,12 @@ def test_run_fewshot_config_overrides(tmp_path, shared_data):
     assert res.returncode == 0, res.stderr[-3000:]
     row = pd.read_csv(tmp_path / 'fewshot_results.csv').iloc[0]
     assert (row.dataset, row.scenario, row.contrastive, row.task) == ('ESC-50-master', 'config', 'APL', '2-way 2-shot')
+
+def test_run_fewshot_two_processes(tmp_path, shared_data):
+    "nproc=2: each run trains under torchrun (episodes dealt to the ranks); one table row per run from rank 0's results."
+    res = run_notebook('run_fewshot.ipynb', tmp_path, shared_data, preset='smoke', dataset_name='ESC-50-master', scenarios='protonet',
+                       nproc=2, on_bad_file='skip', out_dir=str(tmp_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    row = pd.read_csv(tmp_path / 'fewshot_results.csv').iloc[0]
+    assert (row.dataset, row.scenario, row['test tasks']) == ('ESC-50-master', 'protonet', 4) and 0 <= row['accuracy (%)'] <= 100
+    assert pd.read_csv(tmp_path / 'fewshot_skipped.csv').empty

@@ -1,5 +1,6 @@
 "End-to-end: nbs/run_psla.ipynb through papermill on the synthetic FSD50K-layout corpus (smoke preset)."
 import pandas as pd
+from pathlib import Path
 from conftest import run_notebook
 
 def test_run_psla_smoke(tmp_path, shared_data):
@@ -24,3 +25,30 @@ def test_run_psla_smoke(tmp_path, shared_data):
 def test_run_psla_bad_threshold_fails_fast(tmp_path, shared_data):
     res = run_notebook('run_psla.ipynb', tmp_path, shared_data, preset='smoke', label_enhance='90', out_dir=str(tmp_path))
     assert res.returncode != 0 and 'label_enhance must be one of' in res.stderr
+
+def test_run_psla_two_processes(tmp_path, shared_data):
+    "nproc=2: training, evaluation and label enhancement under torchrun; the notebook writes the tables from rank 0's results."
+    res = run_notebook('run_psla.ipynb', tmp_path, shared_data, preset='smoke', epochs=1, nproc=2, on_bad_file='skip', out_dir=str(tmp_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = pd.read_csv(tmp_path / 'psla_results.csv')
+    assert list(runs[runs.model != 'label prior'].model) == ['best_single', 'wa', 'ensemble'] and (runs.epochs.dropna() == 1).all()
+    assert pd.read_csv(tmp_path / 'psla_fsd50k_skipped.csv').empty
+
+def test_psla_recipe_skips_bad_training_clip(tmp_path, shared_data, monkeypatch):
+    "on_bad_file='skip': a silent training clip is dropped before training and the balanced-sampling weights follow the clips kept."
+    import numpy as np, pytest, soundfile as sf
+    from soundlab.core import DatasetError
+    from soundlab.synth import make_fsd50k
+    from soundlab.recipes.psla import psla_config, load_data, train_psla
+    monkeypatch.setenv('SOUNDLAB_DATA', str(tmp_path / 'data'))
+    root = make_fsd50k(tmp_path / 'fsd50k', n_dev=24, n_eval=8, durations=(0.5, 1.), seed=0)
+    dev = pd.read_csv(root / 'FSD50K.ground_truth' / 'dev.csv')
+    silent = root / 'FSD50K.dev_audio' / f"{dev[dev.split == 'train'].fname.iloc[0]}.wav"
+    sf.write(silent, np.zeros(8000, np.float32), 16000)
+    over = dict(data_root=str(root), epochs=1, device='cpu', out_dir=str(tmp_path / 'runs'))
+    with pytest.raises(DatasetError, match=silent.stem):
+        cfg = psla_config('smoke', **over); train_psla(cfg, load_data(cfg, progress=False), progress=False)
+    cfg = psla_config('smoke', on_bad_file='skip', **over)
+    data = load_data(cfg, progress=False)
+    run = train_psla(cfg, data, progress=False)
+    assert [Path(p).stem for p, _ in data['bad'].skipped] == [silent.stem] and len(run['history']) == 1

@@ -11,8 +11,8 @@ import soundfile as sf
 from tqdm.auto import tqdm
 from ..core import DatasetError, atomic_write
 from ..audio import audio_info, load_audio
-from .core import Record
-from .tagging import write_datafile, write_label_csv, resample_folder, _bad_file_policy
+from .core import Record, BadFiles, bad_files
+from .tagging import write_datafile, write_label_csv, resample_folder
 
 # %% auto #0
 __all__ = ['ESC50_CLASSES', 'ESC10_TARGETS', 'ESC50_COLUMNS', 'ESC50_MIDS', 'read_esc50_csv', 'prepare_esc50', 'esc50_classes',
@@ -31,17 +31,21 @@ ESC50_MIDS = tuple(f'/m/07rwj{t:02d}' for t in range(50))  # the AST recipe's la
 
 # %% ../../nbs/19_data.esc50.ipynb #c008
 def read_esc50_csv(path, # <root>/meta/esc50.csv
+                   on_bad_file:str|BadFiles='raise', # a bad row (fold, target/category, duplicate): raise, or 'skip' it
                   ) -> pd.DataFrame:
     "ESC-50's metadata, validated: columns, folds 1-5, targets 0-49 that agree with their category, unique files."
-    path = Path(path)
+    path, bad = Path(path), bad_files(on_bad_file)
     if not path.is_file(): raise DatasetError(path, 'missing metadata file (ESC-50 layout: meta/esc50.csv and audio/)')
     try: df = pd.read_csv(path, dtype={'filename': str, 'category': str, 'src_file': str, 'take': str})
     except Exception as e: raise DatasetError(path, f'not a readable CSV: {e}') from None
     if miss := [c for c in ESC50_COLUMNS if c not in df.columns]: raise DatasetError(path, f'missing column(s) {miss}; expected {list(ESC50_COLUMNS)}')
-    if len(bad := df[~df.fold.isin(range(1, 6))]): raise DatasetError(path, f'line {bad.index[0] + 2}: fold {bad.fold.iloc[0]} is not 1..5')
+    fold_ok = df.fold.isin(range(1, 6))
     ok = df.target.isin(range(50)) & (df.category == df.target.map(lambda t: ESC50_CLASSES[t] if 0 <= t < 50 else None))
-    if len(bad := df[~ok]): raise DatasetError(path, f'line {bad.index[0] + 2}: target {bad.target.iloc[0]} does not name category {bad.category.iloc[0]!r}')
-    if (dup := df.filename.duplicated()).any(): raise DatasetError(path, f'file {df.filename[dup].iloc[0]} listed twice')
+    dup = df.filename.duplicated()
+    for i in df.index[~fold_ok | ~ok | dup]:  # each bad row: raise (naming the line), or leave it out
+        bad(path, f'line {i + 2}: ' + (f'fold {df.fold[i]} is not 1..5' if not fold_ok[i] else f'file {df.filename[i]} listed twice' if ok[i]
+                                       else f'target {df.target[i]} does not name category {df.category[i]!r}'))
+    df = df[fold_ok & ok & ~dup]
     return df.assign(esc10=df.esc10.astype(str).str.lower().eq('true'))
 
 # %% ../../nbs/19_data.esc50.ipynb #c010
@@ -50,15 +54,15 @@ def prepare_esc50(root, # the ESC-50 folder (meta/esc50.csv, audio/)
                   esc10:bool=False, # only the ESC-10 subset, labels 0..9 in ESC10_TARGETS order
                   audio_dir:str|None=None, # 'audio' or 'audio_16k' (default: audio_16k if present)
                   probe:bool=True, # read each header (sample rate, duration; checks the file)
-                  on_bad_file:str='raise', # 'raise' or 'skip' missing/unreadable clips
+                  on_bad_file:str|BadFiles='raise', # 'raise' or 'skip' missing/unreadable clips and bad metadata rows
                  ) -> dict:
     "ESC-50 clips as `Record`s by fold, or as one cross-validation split."
-    root = Path(root); df = read_esc50_csv(root/'meta'/'esc50.csv')
+    root, bad = Path(root), bad_files(on_bad_file); df = read_esc50_csv(root/'meta'/'esc50.csv', bad)
     if fold is not None and fold not in range(1, 6): raise ValueError(f'prepare_esc50: fold must be 1..5, got {fold}')
     adir = root/(audio_dir or ('audio_16k' if (root/'audio_16k').is_dir() else 'audio'))
     if not adir.is_dir(): raise DatasetError(adir, 'missing audio folder (ESC-50 layout: audio/*.wav)')
     if esc10: df = df[df.esc10]
-    rank, out, bad = {t: i for i, t in enumerate(ESC10_TARGETS)}, {f'fold{k}': [] for k in range(1, 6)}, _bad_file_policy(on_bad_file)
+    rank, out = {t: i for i, t in enumerate(ESC10_TARGETS)}, {f'fold{k}': [] for k in range(1, 6)}
     for row in df.itertuples(index=False):
         p, sr, dur = adir/row.filename, 0, float('nan')
         if probe:

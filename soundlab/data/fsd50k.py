@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from ..core import DatasetError, fixtures_dir
 from ..audio import audio_info
-from .core import Record
-from .tagging import read_datafile, write_datafile, read_label_csv, write_label_csv, write_weight_file, _bad_file_policy
+from .core import Record, BadFiles, bad_files
+from .tagging import read_datafile, write_datafile, read_label_csv, write_label_csv, write_weight_file
 
 # %% auto #0
 __all__ = ['GROUND_TRUTH', 'DEV_AUDIO', 'EVAL_AUDIO', 'DEV_COLUMNS', 'EVAL_COLUMNS', 'DATAFILES', 'read_vocabulary',
@@ -39,6 +39,7 @@ def read_vocabulary(path, # FSD50K.ground_truth/vocabulary.csv (no header: index
 def read_ground_truth(path, # dev.csv or eval.csv
                       vocab:pd.DataFrame, # from `read_vocabulary`
                       dev:bool=True, # dev.csv (with the split column) or eval.csv
+                      on_bad_file:str|BadFiles='raise', # a bad row (unknown mid, ...): raise, or 'skip' it
                      ) -> pd.DataFrame:
     "The ground-truth table, validated: columns, known mids, as many names as mids, splits train/val."
     path, cols = Path(path), DEV_COLUMNS if dev else EVAL_COLUMNS
@@ -46,13 +47,15 @@ def read_ground_truth(path, # dev.csv or eval.csv
     try: df = pd.read_csv(path, dtype=str)
     except Exception as e: raise DatasetError(path, f'not a readable CSV: {e}') from None
     if miss := [c for c in cols if c not in df.columns]: raise DatasetError(path, f'missing column(s) {miss}; expected {list(cols)}')
-    known = set(vocab.mid)
+    known, keep, bad = set(vocab.mid), [], bad_files(on_bad_file)
     for i, row in enumerate(df.itertuples(index=False)):
         mids = str(row.mids).split(',')
-        if bad := [m for m in mids if m not in known]: raise DatasetError(path, f'line {i + 2} (clip {row.fname}): unknown mid(s) {bad}')
-        if len(str(row.labels).split(',')) != len(mids): raise DatasetError(path, f'line {i + 2} (clip {row.fname}): labels and mids differ in number')
-        if dev and row.split not in ('train', 'val'): raise DatasetError(path, f"line {i + 2} (clip {row.fname}): split must be 'train' or 'val', got {row.split!r}")
-    return df
+        why = (f'unknown mid(s) {u}' if (u := [m for m in mids if m not in known]) else
+               'labels and mids differ in number' if len(str(row.labels).split(',')) != len(mids) else
+               f"split must be 'train' or 'val', got {row.split!r}" if dev and row.split not in ('train', 'val') else None)
+        if why: bad(path, f'line {i + 2} (clip {row.fname}): {why}')  # raises under 'raise'
+        else: keep.append(i)
+    return df.iloc[keep]
 
 # %% ../../nbs/17_data.fsd50k.ipynb #c010
 def _audio_dir(root:Path, name:str, prefer_16k:bool) -> Path:
@@ -78,14 +81,15 @@ def _fsd_records(df, audio_dir:Path, split:str, index:dict, bad, probe:bool) -> 
 def prepare_fsd50k(root, # the folder holding FSD50K.ground_truth, FSD50K.dev_audio, FSD50K.eval_audio
                    prefer_16k:bool=True, # read the seed's FSD50K.*_audio_16k folders when they exist
                    probe:bool=True, # read every audio header (sample rate, duration; checks the file)
-                   on_bad_file:str='raise', # 'raise' or 'skip' a missing / unreadable clip
+                   on_bad_file:str|BadFiles='raise', # 'raise' or 'skip' a missing / unreadable clip or a bad ground-truth row
                   ) -> dict: # {'train', 'val', 'eval': [Record]} with labels = list of class indices
     "FSD50K as `Record`s: the official dev train/val split and the eval set."
     root = Path(root); gt = root/GROUND_TRUTH
     if not gt.is_dir(): raise DatasetError(gt, 'missing ground-truth folder: not an FSD50K root')
     vocab = read_vocabulary(gt/'vocabulary.csv'); index = dict(zip(vocab.mid, vocab['index']))
-    dev, ev = read_ground_truth(gt/'dev.csv', vocab), read_ground_truth(gt/'eval.csv', vocab, dev=False)
-    bad, dd, ed = _bad_file_policy(on_bad_file), _audio_dir(root, DEV_AUDIO, prefer_16k), _audio_dir(root, EVAL_AUDIO, prefer_16k)
+    bad = bad_files(on_bad_file)
+    dev, ev = read_ground_truth(gt/'dev.csv', vocab, on_bad_file=bad), read_ground_truth(gt/'eval.csv', vocab, dev=False, on_bad_file=bad)
+    dd, ed = _audio_dir(root, DEV_AUDIO, prefer_16k), _audio_dir(root, EVAL_AUDIO, prefer_16k)
     return {s: _fsd_records(dev[dev.split == s], dd, s, index, bad, probe) for s in ('train', 'val')} | {'eval': _fsd_records(ev, ed, 'eval', index, bad, probe)}
 
 # %% ../../nbs/17_data.fsd50k.ipynb #c015
@@ -125,13 +129,14 @@ def write_audioset_datafile(segments, # an AudioSet segments CSV
                             out, # the datafile to write
                             name:str='{ytid}.wav', # file name of a clip: format with ytid, start, end (ints)
                             label_csv=None, # default: the real 527-class file
+                            on_bad_file:str|BadFiles='raise', # a segment with an unknown mid: raise, or 'skip' it
                            ) -> dict: # path, written, missing (the YTIDs without audio)
     "A PSLA datafile of the segments whose audio is present (AudioSet always loses some videos)."
     df, audio_dir = read_audioset_segments(segments), Path(audio_dir)
     known = set(read_label_csv(label_csv or audioset_label_csv()).mid)
-    items, missing = [], []
+    items, missing, bad = [], [], bad_files(on_bad_file)
     for r in df.itertuples(index=False):
-        if bad := [m for m in r.labels.split(',') if m not in known]: raise DatasetError(segments, f'segment {r.ytid}: unknown mid(s) {bad}')
+        if unk := [m for m in r.labels.split(',') if m not in known]: bad(segments, f'segment {r.ytid}: unknown mid(s) {unk}'); continue
         p = audio_dir/name.format(ytid=r.ytid, start=int(r.start), end=int(r.end))
         if p.is_file(): items.append(dict(wav=str(p.resolve()), labels=r.labels))
         else: missing.append(r.ytid)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 from ..core import DatasetError, atomic_write
-from .core import Record, BadFiles
+from .core import Record, BadFiles, bad_files
 
 # %% auto #0
 __all__ = ['DATASETS', 'MULTI_SEGMENT', 'SPLITS', 'FEATURES', 'WAVEFORMS', 'SPLITS_FILE', 'NORM_FILE', 'write_splits',
@@ -77,7 +77,7 @@ def _split_records(root, split, classes, folder, min_samples, bad) -> list:
     recs, dropped, k = [], [], 0
     for c in classes:
         d = root/folder/c
-        if not d.is_dir(): raise DatasetError(d, f'class {c!r} of split {split!r} has no folder')
+        if not d.is_dir(): bad(d, f'class {c!r} of split {split!r} has no folder'); continue  # an unknown class: raise or skip
         files = sorted(d.glob('*.npy'))
         shapes = [(f, s) for f in files if (s := _npy_shape(f, bad)) is not None]
         if len(shapes) < min_samples: dropped.append((c, len(shapes))); continue
@@ -92,14 +92,14 @@ def _split_records(root, split, classes, folder, min_samples, bad) -> list:
 def prepare_metaaudio(root, # one dataset folder, e.g. <data>/FSD2018
                       input_type:str='spec', # 'spec' reads features/, 'wav' waveforms_npy/
                       min_samples:int=0, # drop classes with fewer recordings (logged), e.g. n_shot + n_query
-                      on_bad_file:str='raise', # 'raise' or 'skip' unreadable / malformed .npy files
+                      on_bad_file:str|BadFiles='raise', # 'raise' or 'skip' unreadable / malformed .npy files, classes without a folder
                      ) -> dict:
     "{'train', 'valid', 'test'}: [Record] of one MetaAudio dataset folder (labels = class index within the split)."
     root = Path(root)
     if input_type not in ('spec', 'wav'): raise ValueError(f"input_type must be 'spec' or 'wav', got {input_type!r}")
     folder = FEATURES if input_type == 'spec' else WAVEFORMS
     if not (root/folder).is_dir(): raise DatasetError(root/folder, f'missing: MetaAudio keeps its {input_type} arrays in {folder}/<class>/<sample>.npy')
-    splits, bad = read_splits(root), BadFiles(on_bad_file)
+    splits, bad = read_splits(root), bad_files(on_bad_file)
     out, info = {}, {}
     for s in SPLITS: out[s], info[s] = _split_records(root, s, splits[s], folder, min_samples, bad)
     prepare_metaaudio.dropped, prepare_metaaudio.bad = info, bad  # what the last call left out

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 from ..core import DatasetError
 from ..audio import audio_info
-from .core import Record
-from .tagging import write_datafile, write_label_csv, _bad_file_policy
+from .core import Record, BadFiles, bad_files
+from .tagging import write_datafile, write_label_csv
 
 # %% auto #0
 __all__ = ['SC_CLASSES', 'SC_MIDS', 'BACKGROUND', 'speechcommands_lists', 'prepare_speechcommands', 'prep_speechcommands']
@@ -40,7 +40,7 @@ def speechcommands_lists(root, # the Speech Commands folder
 # %% ../../nbs/19a_data.speechcommands.ipynb #c009
 def _sc_record(root:Path, rel:str, split:str, probe:bool, bad, listfile:str) -> Record|None:
     word, name = rel.split('/', 1) if '/' in rel else ('', rel)
-    if word not in SC_CLASSES: raise DatasetError(root/listfile, f'{rel}: {word!r} is not one of the 35 words')
+    if word not in SC_CLASSES: return bad(root/listfile, f'{rel}: {word!r} is not one of the 35 words')
     p, sr, dur = root/rel, 0, float('nan')
     if probe:
         try: info = audio_info(p); sr, dur = info.sample_rate, info.duration
@@ -52,10 +52,10 @@ def _sc_record(root:Path, rel:str, split:str, probe:bool, bad, listfile:str) -> 
 
 def prepare_speechcommands(root, # the Speech Commands V2 folder
                            probe:bool=True, # read each header (sample rate, duration; checks the file)
-                           on_bad_file:str='raise', # 'raise' or 'skip' missing/unreadable clips
+                           on_bad_file:str|BadFiles='raise', # 'raise' or 'skip' missing/unreadable clips and unknown words
                           ) -> dict:
     "{'train', 'val', 'test'}: whole-clip `Record`s, labels = index in `SC_CLASSES`, speaker in `custom`."
-    root, bad = Path(root), _bad_file_policy(on_bad_file)
+    root, bad = Path(root), bad_files(on_bad_file)
     lists = speechcommands_lists(root)
     files = dict(train='(class folders)', val='validation_list.txt', test='testing_list.txt')
     return {s: [r for rel in rels if (r := _sc_record(root, rel, s, probe, bad, files[s])) is not None] for s, rels in lists.items()}

@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
-from ..core import DatasetError, atomic_write
+from ..core import SoundlabError, DatasetError, atomic_write
 from ..audio import audio_info, load_audio
 from ..features import KaldiFbank, FeatureCache, feature_key
 from ..augment import SpecAugment
-from .core import Record
+from .core import Record, BadFiles, bad_files, segment_problem
 
 # %% auto #0
 __all__ = ['AUDIOSET_MEAN', 'AUDIOSET_STD', 'read_datafile', 'write_datafile', 'read_label_csv', 'write_label_csv',
@@ -85,34 +85,20 @@ def resample_folder(src, dst, # source and destination folders
         n += 1
     return n
 
-# %% ../../nbs/16_data.tagging.ipynb #c019
-def _bad_file_policy(on_bad_file:str):
-    "ROBUST's `BadFiles` from soundlab.data.core when present; a minimal raise/skip stand-in otherwise."
-    try: from soundlab.data.core import BadFiles
-    except ImportError: BadFiles = None
-    if BadFiles is not None: return BadFiles(on_bad_file)
-    if on_bad_file not in ('raise', 'skip'): raise ValueError(f"on_bad_file must be 'raise' or 'skip', got {on_bad_file!r}")
-    class _Bad:
-        def __init__(self): self.skipped = []
-        def __call__(self, path, reason):
-            if on_bad_file == 'raise': raise DatasetError(path, reason)
-            self.skipped.append((path, reason))
-    return _Bad()
-
 # %% ../../nbs/16_data.tagging.ipynb #c020
 def records_from_datafile(path, # the datafile (JSON)
                           label_csv, # its class_labels_indices.csv (path or `read_label_csv` DataFrame)
                           split:str='train', # the split name given to every record
                           probe:bool=True, # read each audio header (sample rate, duration; checks the file)
-                          on_bad_file:str='raise', # 'raise' or 'skip' unreadable audio files
+                          on_bad_file:str|BadFiles='raise', # 'raise' or 'skip' unreadable audio files and unknown labels
                          ) -> list[Record]:
     "Whole-file `Record`s of a datafile, with `labels` = the list of class indices of each item."
     path = Path(path); items = read_datafile(path)
     lab = label_csv if isinstance(label_csv, pd.DataFrame) else read_label_csv(label_csv)
-    index, out, seen, bad = dict(zip(lab.mid, lab['index'])), [], {}, _bad_file_policy(on_bad_file)
+    index, out, seen, bad = dict(zip(lab.mid, lab['index'])), [], {}, bad_files(on_bad_file)
     for i, it in enumerate(items):
         mids = [m.strip() for m in it['labels'].split(',') if m.strip()]
-        if unknown := [m for m in mids if m not in index]: raise DatasetError(path, f'item {i} ({it["wav"]}): unknown label(s) {unknown}')
+        if unknown := [m for m in mids if m not in index]: bad(path, f'item {i} ({it["wav"]}): unknown label(s) {unknown}'); continue
         wav = Path(it['wav']) if Path(it['wav']).is_absolute() else path.parent / it['wav']
         sr, dur = 0, math.nan
         if probe:
@@ -149,14 +135,15 @@ class TaggingDataset(Dataset):
                  train:bool=True, # apply mixup / SpecAugment / noise
                  cache=None, # a FeatureCache (or a folder for one) for un-mixed fbanks; None: no cache
                  split:str='train', # split name of the records when read from a datafile
+                 on_bad_file:str|BadFiles='raise', # bad clips (undecodable, silent, NaN fbank): see `precompute`
                 ):
         if isinstance(records, (str, Path)):
             if label_csv is None: raise ValueError('TaggingDataset: a datafile needs its label_csv')
-            records = records_from_datafile(records, label_csv, split)
+            records = records_from_datafile(records, label_csv, split, on_bad_file=on_bad_file)
         if n_classes is None:
             if label_csv is None: raise ValueError('TaggingDataset: give n_classes or label_csv')
             n_classes = len(read_label_csv(label_csv))
-        self.records, self.n_classes = list(records), n_classes
+        self.records, self.n_classes, self.bad = list(records), n_classes, bad_files(on_bad_file)
         self.frontend = frontend if frontend is not None else KaldiFbank(mean=None, std=None)
         self.sample_rate = self.frontend.config()['sample_rate']
         self.target_length, self.freqm, self.timem, self.mixup, self.mix_alpha = target_length, freqm, timem, mixup, mix_alpha
@@ -197,6 +184,18 @@ def _tg_clean(self:TaggingDataset, i:int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(self.cache.get_or_compute(self.key(i), lambda: self.fbank(self.waveform(i)))))
 TaggingDataset.key, TaggingDataset.clean = _tg_key, _tg_clean
 
+# %% ../../nbs/16_data.tagging.ipynb #rb2t00
+def _tg_checked(self:TaggingDataset, i:int) -> tuple:
+    "(fbank, None) of item `i`, or (None, why) when it cannot be used: decode failure (under 'skip'), silence, NaN."
+    try: w = self.waveform(i)
+    except SoundlabError as e:
+        if self.bad.policy == 'raise': raise
+        return None, e.problem
+    if why := segment_problem(w): return None, why  # the SegmentDataset checks: one definition of a bad clip
+    x = self.fbank(w)
+    return (None, why) if (why := segment_problem(w, x)) else (x, None)
+TaggingDataset.checked = _tg_checked
+
 # %% ../../nbs/16_data.tagging.ipynb #c030
 def _tg_mixed(self:TaggingDataset, i:int, j:int) -> tuple:
     "Waveform mixup of items i and j (j zero-padded / cut to i's length): (fbank, lam)."
@@ -230,11 +229,17 @@ TaggingDataset.__getitem__ = _tg_getitem
 # %% ../../nbs/16_data.tagging.ipynb #c048
 def _tg_precompute(self:TaggingDataset, progress:bool=True, # show a tqdm bar
                   ) -> int:
-    "Compute and cache every un-mixed fbank not yet cached; returns how many were computed."
+    "Compute and cache every un-mixed fbank not yet cached; returns how many were. Bad clips go through `self.bad`."
     if self.cache is None: raise ValueError('TaggingDataset.precompute: the dataset has no cache')
-    todo = [i for i in range(len(self)) if self.key(i) not in self.cache]
-    for i in tqdm(todo, desc='fbank', unit='clip', disable=not progress): self.cache.put(self.key(i), self.fbank(self.waveform(i)))
-    self.cache.flush(); return len(todo)
+    todo, failed = [i for i in range(len(self)) if self.key(i) not in self.cache], set()
+    try:
+        for i in tqdm(todo, desc='fbank', unit='clip', disable=not progress):
+            x, why = self.checked(i)
+            if why is None: self.cache.put(self.key(i), x); continue
+            r = self.records[i]; failed.add(i); self.bad.bad(r.path, f'clip {r.id}: {why}')  # raises under 'raise'
+    finally: self.cache.flush()
+    if failed: self.records = [r for i, r in enumerate(self.records) if i not in failed]
+    return len(todo) - len(failed)
 
 def fbank_stats(ds:TaggingDataset, # a dataset (its un-augmented fbanks are read, through its cache if any)
                 n:int|None=None, # use the first n items only

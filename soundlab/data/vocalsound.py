@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from ..core import DatasetError
 from ..audio import audio_info
-from .core import Record
-from .tagging import write_datafile, write_label_csv, resample_folder, _bad_file_policy
+from .core import Record, BadFiles, bad_files
+from .tagging import write_datafile, write_label_csv, resample_folder
 
 # %% auto #0
 __all__ = ['VS_CLASSES', 'VS_MIDS', 'VS_FILE_LABELS', 'VS_SPLITS', 'META_COLUMNS', 'AGE_BANDS', 'parse_vs_name', 'age_band',
@@ -74,17 +74,17 @@ def _spk_key(s) -> str:
 def prepare_vocalsound(root, # the VocalSound folder
                        audio_dir:str|None=None, # 'audio_16k' (default when present) or 'audio_44k'
                        probe:bool=True, # read each header (sample rate, duration; checks the file)
-                       on_bad_file:str='raise', # 'raise' or 'skip' unreadable files
+                       on_bad_file:str|BadFiles='raise', # 'raise' or 'skip' unreadable files, malformed names, unknown speakers
                       ) -> dict:
     "{'train', 'val', 'test'}: one `Record` per recording, split by speaker, with the speaker's metadata in `custom`."
-    root, bad = Path(root), _bad_file_policy(on_bad_file)
+    root, bad = Path(root), bad_files(on_bad_file)
     adir = root/(audio_dir or ('audio_16k' if (root/'audio_16k').is_dir() else 'audio_44k'))
     if not adir.is_dir(): raise DatasetError(adir, 'missing audio folder (VocalSound layout: audio_16k/ or audio_44k/)')
     metas = {s: read_vs_meta(_meta_file(root, s)) for s in VS_SPLITS}
     where = {_spk_key(k): (s, row) for s, m in metas.items() for k, row in zip(m.spk_id, m.to_dict('records'))}
     out = {s: [] for s in VS_SPLITS}
     for p in sorted(adir.glob('*.wav')):
-        n = parse_vs_name(p)
+        if (n := bad.call(parse_vs_name, p)) is None: continue  # a malformed name / unknown sound, skipped
         if (hit := where.get(_spk_key(n['speaker']))) is None: bad(p, f'speaker {n["speaker"]} is in no meta/*_meta list'); continue
         split, m = hit; sr, dur = 0, float('nan')
         if probe:

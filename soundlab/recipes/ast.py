@@ -11,7 +11,9 @@ import numpy as np, pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from ..core import SoundlabError, data_dir, get_device, seed_everything
+from ..core import SoundlabError, DatasetError, data_dir, get_device, seed_everything
+from .. import dist
+from ..data.core import BadFiles
 from ..features import KaldiFbank, FeatureCache
 from ..data.tagging import TaggingDataset, fbank_stats, sample_weights
 from ..data.vocalsound import prepare_vocalsound, VS_CLASSES
@@ -97,9 +99,11 @@ def corpus_root(cfg:ASTConfig) -> Path:
     args = {'seed': 0, **cfg.synth}
     return getattr(synth, _MAKERS[cfg.task])(synth.default_root(cfg.task, args), **args)
 
-def task_splits(cfg:ASTConfig) -> dict:
+def task_splits(cfg:ASTConfig, bad:BadFiles|None=None, # collects the skipped files (default: a new one of cfg.on_bad_file)
+               ) -> dict:
     "The task's records: {'train','val','test'} (VocalSound, Speech Commands) or {'fold1'..'fold5'} (ESC-50)."
-    root, bad = corpus_root(cfg), cfg.on_bad_file
+    with dist.main_first(): root = corpus_root(cfg)  # one writer for the synthetic corpus (torchrun: rank 0 first)
+    bad = BadFiles(cfg.on_bad_file) if bad is None else bad
     if cfg.task == 'vocalsound': return prepare_vocalsound(root, on_bad_file=bad)
     if cfg.task == 'speechcommands': return prepare_speechcommands(root, on_bad_file=bad)
     return prepare_esc50(root, esc10=cfg.esc10, on_bad_file=bad)
@@ -143,15 +147,23 @@ def make_optimizer(cfg:ASTConfig, model) -> tuple:
 # %% ../../nbs/44_recipes.ast.ipynb #c017
 def _frontend(cfg): return KaldiFbank(num_mel_bins=cfg.num_mel_bins, mean=None, std=None)
 
-def fbank_norm(cfg:ASTConfig, records:list, cache) -> tuple[float, float]:
+def fbank_norm(cfg:ASTConfig, records:list, cache, bad=None) -> tuple[float, float]:
     "(mean, std): the config's, or measured on `records`' un-augmented fbanks (the seeds' get_norm_stats)."
     if cfg.norm_mean is not None and cfg.norm_std is not None: return cfg.norm_mean, cfg.norm_std
-    ds = TaggingDataset(records, 1, frontend=_frontend(cfg), target_length=cfg.target_length, train=False, cache=cache, norm_mean=None)
-    return fbank_stats(ds)
+    if not records: raise DatasetError(corpus_root(cfg) if cfg.data_root else cfg.task, 'no training clip to measure the fbank statistics on')
+    ds = TaggingDataset(records, 1, frontend=_frontend(cfg), target_length=cfg.target_length, train=False, cache=cache, norm_mean=None,
+                        on_bad_file=cfg.on_bad_file if bad is None else bad)
+    stats = None
+    if dist.is_main():  # rank 0 fills the cache
+        cache.refresh(); ds.precompute(progress=False)  # under 'skip' bad clips leave `ds` here
+        stats = fbank_stats(ds) if len(ds) else (str(records[0].path.parent), 'every clip is bad: no fbank statistics')
+    if isinstance((stats := dist.broadcast(stats))[0], str): raise DatasetError(*stats)  # on every rank (no rank left waiting)
+    return dist.broadcast(stats)  # ... and every rank normalises with its numbers
 
-def datasets(cfg:ASTConfig, train:list, evals:dict, n_classes:int, norm:tuple, cache) -> tuple:
-    "(training TaggingDataset, {name: evaluation TaggingDataset})."
-    kw = dict(frontend=_frontend(cfg), target_length=cfg.target_length, norm_mean=norm[0], norm_std=norm[1], cache=cache)
+def datasets(cfg:ASTConfig, train:list, evals:dict, n_classes:int, norm:tuple, cache, bad=None) -> tuple:
+    "(training TaggingDataset, {name: evaluation TaggingDataset}); `bad`: a `BadFiles` collecting the clips left out."
+    kw = dict(frontend=_frontend(cfg), target_length=cfg.target_length, norm_mean=norm[0], norm_std=norm[1], cache=cache,
+              on_bad_file=cfg.on_bad_file if bad is None else bad)
     tr = TaggingDataset(train, n_classes, freqm=cfg.freqm, timem=cfg.timem, mixup=cfg.mixup, noise=cfg.noise, train=True, **kw)
     return tr, {k: TaggingDataset(v, n_classes, train=False, **kw) for k, v in evals.items()}
 
@@ -175,15 +187,17 @@ def metrics_of(y:torch.Tensor, s:torch.Tensor) -> dict:
 # %% ../../nbs/44_recipes.ast.ipynb #c020
 def train_model(cfg:ASTConfig, train:list, evals:dict, # training records; {name: evaluation records}
                 n_classes:int, norm:tuple, cache, name:str, # fbank statistics, FeatureCache, run name
-                monitor:str|None=None, progress:bool=True) -> dict:
+                monitor:str|None=None, progress:bool=True, bad=None) -> dict:
     "Train one model; returns its history, every epoch's evaluation scores, targets, and the best model's scores."
     seed_everything(cfg.seed)
-    tr, ev = datasets(cfg, train, evals, n_classes, norm, cache)
-    for d in [tr, *ev.values()]: d.precompute(progress=progress)
+    tr, ev = datasets(cfg, train, evals, n_classes, norm, cache, bad)
+    with dist.main_first():  # rank 0 computes the missing fbanks, the others then read them
+        cache.refresh()
+        for d in [tr, *ev.values()]: d.precompute(progress=progress and dist.is_main())
     model = build_model(cfg, n_classes); opt, sched = make_optimizer(cfg, model)
     targets, per_epoch = {k: d.labels() for k, d in ev.items()}, []
-    def evaluate(m):
-        s = {k: scores_of(cfg, m, d, trainer.device) for k, d in ev.items()}; per_epoch.append(s)
+    def evaluate(m):  # rank 0 scores the evaluation sets; every rank keeps its scores (the metrics agree across ranks)
+        s = dist.broadcast({k: scores_of(cfg, m, d, trainer.device) for k, d in ev.items()} if dist.is_main() else None); per_epoch.append(s)
         return {f'{k}_{mk}': v for k, x in s.items() for mk, v in metrics_of(targets[k], x).items()}
     out = run_dir(cfg, name)
     trainer = Trainer(model, make_step(cfg, opt), opt, sched, evaluate, monitor, out_dir=out, device=cfg.device, amp=cfg.amp,
@@ -200,30 +214,30 @@ def train_model(cfg:ASTConfig, train:list, evals:dict, # training records; {name
 # %% ../../nbs/44_recipes.ast.ipynb #c022
 def run_esc50(cfg:ASTConfig, progress:bool=True) -> dict:
     "5-fold cross-validation; fold accuracies at the epoch of best fold-averaged accuracy, and their mean (acc_fold.csv)."
-    sp, names = task_splits(cfg), class_names(cfg)
+    bad = BadFiles(cfg.on_bad_file); sp, names = task_splits(cfg, bad), class_names(cfg)
     with FeatureCache(data_dir()/'cache'/'esc50') as cache:
-        norm = fbank_norm(cfg, [r for k in cfg.folds for r in sp[f'fold{k}']], cache)
+        norm = fbank_norm(cfg, [r for k in cfg.folds for r in sp[f'fold{k}']], cache, bad)
         runs = {k: train_model(cfg, [r for j in range(1, 6) if j != k for r in sp[f'fold{j}']], {'test': sp[f'fold{k}']},
-                               len(names), norm, cache, f'fold{k}', None, progress) for k in cfg.folds}
+                               len(names), norm, cache, f'fold{k}', None, progress, bad) for k in cfg.folds}
     acc = pd.DataFrame({k: r['history']['test_acc'].values for k, r in runs.items()})  # epochs x folds
-    best = int(acc.mean(1).values.argmax())
+    best = int(acc.mean(axis=1).values.argmax())
     y = torch.cat([runs[k]['targets']['test'] for k in cfg.folds]).argmax(1)
     s = torch.cat([runs[k]['scores'][best]['test'] for k in cfg.folds])
     folds = {f'fold{k}': float(acc[k][best]) for k in cfg.folds}
     return dict(task='esc50', acc_fold=folds, mean_acc=float(np.mean(list(folds.values()))), best_epoch=best + 1, norm=norm,
-                acc_by_epoch=acc.mean(1).values, y_true=y, y_pred=s.argmax(1), confusion=confusion_df(y, s.argmax(1), names), runs=runs)
+                acc_by_epoch=acc.mean(axis=1).values, y_true=y, y_pred=s.argmax(1), confusion=confusion_df(y, s.argmax(1), names), runs=runs, bad=bad)
 
 # %% ../../nbs/44_recipes.ast.ipynb #c023
 def run_speechcommands(cfg:ASTConfig, progress:bool=True) -> dict:
     "Train on the training list; validation and evaluation accuracy and AUC of the best-validation model (eval_result.csv)."
-    sp, names = task_splits(cfg), class_names(cfg)
+    bad = BadFiles(cfg.on_bad_file); sp, names = task_splits(cfg, bad), class_names(cfg)
     with FeatureCache(data_dir()/'cache'/'speechcommands') as cache:
-        norm = fbank_norm(cfg, sp['train'], cache)
-        r = train_model(cfg, sp['train'], {'val': sp['val'], 'test': sp['test']}, len(names), norm, cache, 'train', 'val_acc', progress)
+        norm = fbank_norm(cfg, sp['train'], cache, bad)
+        r = train_model(cfg, sp['train'], {'val': sp['val'], 'test': sp['test']}, len(names), norm, cache, 'train', 'val_acc', progress, bad)
     m = {k: metrics_of(r['targets'][k], r['best_scores'][k]) for k in ('val', 'test')}
     y, s = r['targets']['test'].argmax(1), r['best_scores']['test']
     return dict(task='speechcommands', val_acc=m['val']['acc'], val_auc=m['val']['auc'], eval_acc=m['test']['acc'], eval_auc=m['test']['auc'],
-                norm=norm, y_true=y, y_pred=s.argmax(1), confusion=confusion_df(y, s.argmax(1), names), run=r)
+                norm=norm, y_true=y, y_pred=s.argmax(1), confusion=confusion_df(y, s.argmax(1), names), run=r, bad=bad)
 
 # %% ../../nbs/44_recipes.ast.ipynb #c024
 def group_accuracy(records:list, y_pred, keys=('gender', 'age_band')) -> pd.DataFrame:
@@ -237,14 +251,14 @@ def group_accuracy(records:list, y_pred, keys=('gender', 'age_band')) -> pd.Data
 
 def run_vocalsound(cfg:ASTConfig, progress:bool=True) -> dict:
     "Train on the training speakers; test accuracy of the best-validation model, overall and per gender and age band."
-    sp, names = task_splits(cfg), class_names(cfg)
+    bad = BadFiles(cfg.on_bad_file); sp, names = task_splits(cfg, bad), class_names(cfg)
     with FeatureCache(data_dir()/'cache'/'vocalsound') as cache:
-        norm = fbank_norm(cfg, sp['train'], cache)
-        r = train_model(cfg, sp['train'], {'val': sp['val'], 'test': sp['test']}, len(names), norm, cache, 'train', 'val_acc', progress)
+        norm = fbank_norm(cfg, sp['train'], cache, bad)
+        r = train_model(cfg, sp['train'], {'val': sp['val'], 'test': sp['test']}, len(names), norm, cache, 'train', 'val_acc', progress, bad)
     y, s = r['targets']['test'].argmax(1), r['best_scores']['test']
     return dict(task='vocalsound', val_acc=metrics_of(r['targets']['val'], r['best_scores']['val'])['acc'], test_acc=metrics_of(r['targets']['test'], s)['acc'],
                 groups=group_accuracy(sp['test'], s.argmax(1)), norm=norm, y_true=y, y_pred=s.argmax(1),
-                confusion=confusion_df(y, s.argmax(1), names), run=r)
+                confusion=confusion_df(y, s.argmax(1), names), run=r, bad=bad)
 
 # %% ../../nbs/44_recipes.ast.ipynb #c025
 def run_ast(cfg:ASTConfig, progress:bool=True) -> dict:

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from ..core import data_dir, get_device, seed_everything
+from .. import dist
+from ..data.core import BadFiles
 from ..data.metaaudio import MetaAudio, EpisodicSampler, collate_episode, prepare_metaaudio, MULTI_SEGMENT
 from ..models.fewshot import load_fewshot_config, create_fewshot_model, _augmenting
 from ..losses import class_prototypes, prototypical_loss, cpl_loss, AngularProtoLoss, relation_loss
@@ -69,6 +71,7 @@ class FewShotConfig:
     lr:float|None=None; scheduler_milestones:tuple|None=None
     n_validation_tasks:int=100 # fixed validation tasks evaluated after every epoch
     seed:int=0; device:str='auto'; amp:bool=True; progress:bool=True
+    on_bad_file:str='raise' # 'raise' or 'skip' unreadable / malformed recordings (see `load_splits`' `bad`)
     synth:dict=field(default_factory=dict) # arguments of make_metaaudio
     scenario_overrides:dict=field(default_factory=dict) # {scenario: {experiment key: value}} applied last
     out_dir:str='' # runs (checkpoints, histories); '' = data_dir()/runs/fewshot
@@ -115,10 +118,13 @@ def corpus_root(cfg:FewShotConfig) -> Path:
     args = {'seed': 0, **cfg.synth}
     return make_metaaudio(default_root('metaaudio', args), **args)
 
-def load_splits(cfg:FewShotConfig, exp:dict|None=None) -> dict:
+def load_splits(cfg:FewShotConfig, exp:dict|None=None,
+                bad:BadFiles|None=None, # collects the skipped recordings (default: a new one of cfg.on_bad_file)
+               ) -> dict:
     "{'train', 'valid', 'test'}: MetaAudio datasets of `exp['dataset_name']` (test with all segments when multi_segm)."
-    exp = exp or experiment(cfg); root = corpus_root(cfg)/exp['dataset_name']
-    recs = prepare_metaaudio(root, exp['input_type'])
+    exp = exp or experiment(cfg)
+    with dist.main_first(): root = corpus_root(cfg)/exp['dataset_name']  # one writer for the synthetic corpus (torchrun: rank 0 first)
+    recs = prepare_metaaudio(root, exp['input_type'], on_bad_file=BadFiles(cfg.on_bad_file) if bad is None else bad)
     out = {}
     for split, phase in (('train', 'train'), ('valid', 'validation'), ('test', 'test')):
         need = exp[f'n_shot_{phase}'] + exp[f'n_query_{phase}']
@@ -241,7 +247,9 @@ def train_fewshot(cfg:FewShotConfig, exp:dict, data:dict, mcfg:dict|None=None) -
     opt = torch.optim.Adam(model.parameters(), lr=exp['lr'])
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, exp['scheduler_milestones'], exp['scheduler_gamma'])
     out, dev = run_dir(cfg, exp), get_device(cfg.device)
-    evaluate = lambda m: {'val_acc': float(evaluate_tasks(m, data['valid'], exp, 'validation', cfg.n_validation_tasks, cfg.seed + 1, dev).mean())}
+    def evaluate(m):  # rank 0 scores the validation tasks; the Trainer hands its numbers to every rank
+        if not dist.is_main(): return {}
+        return {'val_acc': float(evaluate_tasks(m, data['valid'], exp, 'validation', cfg.n_validation_tasks, cfg.seed + 1, dev).mean())}
     tr = Trainer(model, None, opt, sched, evaluate, 'val_acc', out_dir=out, device=cfg.device, amp=cfg.amp, seed=cfg.seed,
                  progress=cfg.progress, desc=f"{exp['dataset_name']} {cfg.scenario}")
     tr.step = episode_step(exp, tr.generator)
@@ -260,7 +268,8 @@ def run_fewshot(cfg:FewShotConfig, data:dict|None=None) -> dict:
     data = data or load_splits(cfg, exp)
     r = train_fewshot(cfg, exp, data)
     r['model'].load_state_dict(load_checkpoint(r['run_dir']/'best.pt')['model'])
-    accs = evaluate_tasks(r['model'], data['test'], exp, 'test', exp['n_testing_tasks'], cfg.seed + 2, r['trainer'].device, cfg.progress)
+    accs = dist.broadcast(evaluate_tasks(r['model'], data['test'], exp, 'test', exp['n_testing_tasks'], cfg.seed + 2, r['trainer'].device,
+                                         cfg.progress) if dist.is_main() else None)  # rank 0 tests the best model; every rank gets its numbers
     mean, ci = fewshot_ci(accs)
     best = r['history'].loc[r['history'].val_acc.idxmax()]
     return r | dict(exp=exp, cfg=cfg, test_accs=accs, acc=mean, ci=ci, val_acc=float(best.val_acc), best_epoch=int(best.epoch),

@@ -14,9 +14,10 @@ from torch.utils.data import DataLoader
 from sklearn.metrics import precision_recall_curve
 from ..core import SoundlabError, DatasetError, data_dir, seed_everything, get_device
 from .. import dist
+from ..data.core import BadFiles
 from ..features import FeatureCache
 from ..data.tagging import (read_datafile, write_datafile, read_label_csv, records_from_datafile, TaggingDataset,
-                                   fbank_stats, write_weight_file, read_weight_file, multi_hot)
+                                   fbank_stats, write_weight_file, read_weight_file, sample_weights, multi_hot)
 from ..data.fsd50k import write_fsd50k_datafiles, audioset_label_csv, read_ontology, children, ancestors
 from ..models.psla import EffNetAttention
 from ..metrics import tagging_stats, per_class_ap
@@ -27,8 +28,8 @@ __all__ = ['THRESHOLDS', 'PRESETS', 'AUDIOSET_PAPER', 'PSLAConfig', 'psla_config
            'corpus_root', 'prepare_datafiles', 'make_dataset', 'load_data', 'middle_pr', 'psla_stats',
            'label_prior_baseline', 'average_state_dicts', 'weight_average', 'ensemble_predictions', 'label_thresholds',
            'fix_type1', 'fix_type2', 'merge_labels', 'drop_unlikely', 'ontology_index', 'enhance_datafile', 'bce',
-           'psla_step', 'run_name', 'train_psla', 'run_predictions', 'evaluate_run', 'multi_run_ensemble',
-           'enhancement_table', 'run_psla']
+           'psla_step', 'run_name', 'train_weights', 'train_psla', 'run_predictions', 'evaluate_run',
+           'multi_run_ensemble', 'enhancement_table', 'run_psla']
 
 # %% ../../nbs/45_recipes.psla.ipynb #c005
 THRESHOLDS = ('none', 'mean', 'median', '5', '10', '25')  # the seed's label-modification thresholds `p`
@@ -50,6 +51,7 @@ class PSLAConfig:
     norm_mean:float|None=-4.6476; norm_std:float|None=4.5699 # the seed's fbank statistics (None: estimated on train)
     ontology:str='' # AudioSet ontology.json ('' = <data_root>/ontology.json)
     eval_bs:int=48; seed:int=0; device:str='auto'; amp:bool=True
+    on_bad_file:str='raise' # 'raise' or 'skip' missing / unreadable clips (the skipped list: data['bad'])
     synth:dict=field(default_factory=dict) # arguments of make_fsd50k for the synthetic corpus
     out_dir:str='' # runs and datafiles ('' = data_dir()/'runs')
 
@@ -111,13 +113,14 @@ def _to_audioset(files:dict, out:Path) -> dict:
     return res | dict(label_csv=lab, weights=write_weight_file(res['train'], lab))
 
 # %% ../../nbs/45_recipes.psla.ipynb #c014
-def prepare_datafiles(cfg:PSLAConfig) -> dict:
+def prepare_datafiles(cfg:PSLAConfig, bad:BadFiles|None=None, # collects skipped clips (default: a new one of cfg.on_bad_file)
+                     ) -> dict:
     "{'train', 'val', 'eval', 'label_csv', 'weights', 'ontology', 'root'}: the datafiles of `cfg`'s corpus."
-    root = corpus_root(cfg)
+    root, bad = corpus_root(cfg), BadFiles(cfg.on_bad_file) if bad is None else bad
     onto = Path(cfg.ontology) if cfg.ontology else root/'ontology.json'
     out = runs_dir(cfg)/'psla_datafiles'/f'{cfg.dataset}_{"real" if cfg.data_root else "synth"}_{_digest(str(root.resolve()))}'
     if cfg.dataset == 'fsd50k' or not cfg.data_root:
-        files = write_fsd50k_datafiles(root, out/'fsd50k')
+        files = write_fsd50k_datafiles(root, out/'fsd50k', on_bad_file=bad)
         if cfg.dataset == 'audioset': files = _to_audioset(files, out/'audioset')
     else:
         files = {s: root/f'{s}_data.json' for s in ('train', 'eval')} | {'label_csv': audioset_label_csv()}
@@ -127,21 +130,25 @@ def prepare_datafiles(cfg:PSLAConfig) -> dict:
     return files | dict(ontology=onto if onto.is_file() else None, root=root)
 
 # %% ../../nbs/45_recipes.psla.ipynb #c016
-def make_dataset(cfg:PSLAConfig, datafile, label_csv, train:bool, norm:tuple, split:str='train') -> TaggingDataset:
-    "A `TaggingDataset` of `datafile` with `cfg`'s augmentation (train) or none (evaluation)."
-    return TaggingDataset(records_from_datafile(datafile, label_csv, split), len(read_label_csv(label_csv)), target_length=cfg.target_length,
+def make_dataset(cfg:PSLAConfig, datafile, label_csv, train:bool, norm:tuple, split:str='train', bad=None) -> TaggingDataset:
+    "A `TaggingDataset` of `datafile` with `cfg`'s augmentation (train) or none (evaluation); `bad`: a `BadFiles` to collect skips."
+    bad = cfg.on_bad_file if bad is None else bad
+    return TaggingDataset(records_from_datafile(datafile, label_csv, split, on_bad_file=bad), len(read_label_csv(label_csv)), target_length=cfg.target_length,
                           freqm=cfg.freqm if train else 0, timem=cfg.timem if train else 0, mixup=cfg.mixup if train else 0.,
-                          norm_mean=norm[0], norm_std=norm[1], train=train, cache=data_dir()/'cache'/'fsd50k')
+                          norm_mean=norm[0], norm_std=norm[1], train=train, cache=data_dir()/'cache'/'fsd50k', on_bad_file=bad)
 
 def load_data(cfg:PSLAConfig, progress:bool=True) -> dict:
     "Datafiles, evaluation datasets of val/eval (fbanks precomputed) and the normalisation (mean, std)."
-    files = prepare_datafiles(cfg); norm = (cfg.norm_mean, cfg.norm_std)
+    bad = BadFiles(cfg.on_bad_file)  # under torchrun rank 0 alone writes the corpus, datafiles and cache; the others wait, then read
+    files = dist.broadcast(prepare_datafiles(cfg, bad) if dist.is_main() else None); norm = (cfg.norm_mean, cfg.norm_std)
     if cfg.norm_mean is None or cfg.norm_std is None:
-        raw = make_dataset(cfg, files['train'], files['label_csv'], False, (None, 1.)); raw.precompute(progress)
-        norm = fbank_stats(raw)
-    ds = {s: make_dataset(cfg, files[s], files['label_csv'], False, norm, s) for s in ('train', 'val', 'eval')}
-    for d in ds.values(): d.precompute(progress)
-    return dict(files=files, norm=norm, eval_sets=ds, n_classes=ds['train'].n_classes,
+        if dist.is_main():
+            raw = make_dataset(cfg, files['train'], files['label_csv'], False, (None, 1.), bad=bad); raw.precompute(progress); norm = fbank_stats(raw)
+        norm = dist.broadcast(norm)
+    ds = {s: make_dataset(cfg, files[s], files['label_csv'], False, norm, s, bad) for s in ('train', 'val', 'eval')}
+    with dist.main_first():
+        for d in ds.values(): d.cache.refresh(); d.precompute(progress and dist.is_main())
+    return dict(files=files, norm=norm, eval_sets=ds, n_classes=ds['train'].n_classes, bad=bad,
                 class_names=read_label_csv(files['label_csv']).display_name.tolist())
 
 # %% ../../nbs/45_recipes.psla.ipynb #c018
@@ -311,6 +318,16 @@ def _evaluator(cfg, data, run_dir:Path, tr_ref:list):
     return evaluate, targets
 
 # %% ../../nbs/45_recipes.psla.ipynb #c046
+def train_weights(ds, # the training TaggingDataset
+                  weight_file, # its datafile's weight file (the seed's gen_weight_file output)
+                  n_classes:int, bad=None, # the run's `BadFiles`
+                 ) -> np.ndarray:
+    "Balanced-sampling weights of `ds`: the weight file, or the seed's formula over the clips kept when bad clips were skipped."
+    w = read_weight_file(weight_file)
+    if len(w) == len(ds): return w
+    if bad is None or not bad.skipped: raise DatasetError(weight_file, f'{len(w)} weights for {len(ds)} training clips')
+    return sample_weights([r.labels for r in ds.records], n_classes)  # the file describes the whole datafile
+
 def train_psla(cfg:PSLAConfig, data:dict, train_datafile=None, # default: the original training datafile
                labels:str='none', # name of the label set (a threshold when enhanced): part of the run name
                progress:bool=True) -> dict:
@@ -324,8 +341,10 @@ def train_psla(cfg:PSLAConfig, data:dict, train_datafile=None, # default: the or
     ref = []; evaluate, targets = _evaluator(cfg, data, run_dir, ref)
     tr = Trainer(model, None, opt, sched, evaluate, 'val_mAP', out_dir=run_dir, device=cfg.device, amp=cfg.amp, seed=cfg.seed,
                  progress=progress, desc=f'psla b{cfg.b} ({labels})'); ref.append(tr)
-    ds = make_dataset(cfg, train_datafile, files['label_csv'], True, data['norm'])
-    weights = read_weight_file(train_datafile.with_name(train_datafile.stem + '_weight.csv'), len(ds)) if cfg.bal else None
+    ds = make_dataset(cfg, train_datafile, files['label_csv'], True, data['norm'], bad=data.get('bad'))
+    if cfg.on_bad_file == 'skip':  # find (and drop) bad clips before sampling weights are matched to the clips
+        with dist.main_first(): ds.precompute(progress=False)
+    weights = train_weights(ds, train_datafile.with_name(train_datafile.stem + '_weight.csv'), data['n_classes'], data.get('bad')) if cfg.bal else None
     loader = tr.loader(ds, cfg.bs, shuffle=True, drop_last=len(ds) > cfg.bs, weights=weights)  # per-epoch seeded (and sharded under DDP)
     tr.step = psla_step(cfg, opt, lambda: tr.epoch * len(loader))  # a resumed run continues the warm-up where it was
     hist = tr.fit(loader, cfg.epochs)
@@ -414,17 +433,23 @@ def enhancement_table(cfg:PSLAConfig, data:dict, run:dict, progress:bool=False) 
     return pd.DataFrame([dict(threshold='none', type='original', labels=res['mean']['original'], change=0)] + rows), res
 
 # %% ../../nbs/45_recipes.psla.ipynb #c055
+def _on_main(fn, *args, **kwargs):
+    "`fn(*args, **kwargs)` run by rank 0 alone (it writes files), its result broadcast to every rank."
+    return dist.broadcast(fn(*args, **kwargs) if dist.is_main() else None)
+
+def _evaluate_run(cfg, data, run, verbose): df = evaluate_run(cfg, data, run, verbose); return df, run['predictions']
+
 def run_psla(cfg:PSLAConfig, data:dict|None=None, progress:bool=True, verbose:bool=True) -> dict:
     "The recipe: train (original labels), evaluate, enhance labels, optionally retrain on them and ensemble."
     data = data or load_data(cfg, progress)
     runs = [train_psla(cfg, data, labels='none', progress=progress)]
-    results = {'none': evaluate_run(cfg, data, runs[0], verbose)}
-    le, enh = (enhancement_table(cfg, data, runs[0]) if data['files']['ontology'] is not None else (None, None))
+    results = {'none': None}; results['none'], runs[0]['predictions'] = _on_main(_evaluate_run, cfg, data, runs[0], verbose)
+    le, enh = (_on_main(enhancement_table, cfg, data, runs[0]) if data['files']['ontology'] is not None else (None, None))  # rank 0 writes the new datafiles
     if cfg.label_enhance != 'none':
         if enh is None: raise DatasetError(data['files']['root'], 'label_enhance needs the AudioSet ontology.json (set cfg.ontology)')
         runs.append(train_psla(cfg, data, enh[cfg.label_enhance][cfg.enhance_types][0], labels=f'{cfg.enhance_types}_{cfg.label_enhance}', progress=progress))
-        results[cfg.label_enhance] = evaluate_run(cfg, data, runs[1], verbose)
-    ens = {s: multi_run_ensemble(runs, s, verbose and s == 'eval') for s in ('val', 'eval')} if len(runs) > 1 else None
+        results[cfg.label_enhance], runs[1]['predictions'] = _on_main(_evaluate_run, cfg, data, runs[1], verbose)
+    ens = _on_main(lambda: {s: multi_run_ensemble(runs, s, verbose and s == 'eval') for s in ('val', 'eval')}) if len(runs) > 1 else None
     train_y = make_dataset(cfg, data['files']['train'], data['files']['label_csv'], False, data['norm']).labels().numpy()
     prior = {s: label_prior_baseline(train_y, runs[0]['targets'][s]) for s in ('val', 'eval')}
     return dict(data=data, runs=runs, results=results, enhancement=le, ensemble=ens, prior=prior)

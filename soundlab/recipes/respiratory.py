@@ -39,7 +39,7 @@ class RespiratoryConfig:
     method:str='mscl' # 'sl' (cross-entropy), 'scl', 'hybrid', 'mscl'
     backbone:str='cnn6' # 'cnn6', 'cnn10', 'cnn14'
     scratch:bool=True # False: initialise from the PANNs AudioSet checkpoint in weights_path
-    weights_path:str='' # e.g. data/weights/Cnn6_mAP=0.343.pth
+    weights_path:str='' # e.g. data/pretrained/Cnn6_mAP=0.343.pth
     metalabel:str='sa' # M-SCL metadata task: 's' sex, 'a' age, 'sa' both, 'c' class
     lam:float=0.75 # M-SCL weight of the class head (1 - lam for the metadata head)
     bs:int=128; epochs:int=400; epochs2:int=50 # epochs2: linear evaluation epochs (scl, mscl)
