@@ -35,8 +35,8 @@ pytest: install
 
 test: export-check nbtest pytest
 
-bench: install
-	$(PY) benchmarks/bench_features.py
+bench: install  # every benchmark, one after the other (each prints its table and writes benchmarks/results/*.csv)
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean-nbs: install
 	$(BIN)/nbdev_clean
