@@ -228,12 +228,17 @@ def run_esc50(cfg:ASTConfig, progress:bool=True) -> dict:
                 acc_by_epoch=acc.mean(axis=1).values, y_true=y, y_pred=s.argmax(1), confusion=confusion_df(y, s.argmax(1), names), runs=runs, bad=bad)
 
 # %% ../../nbs/44_recipes.ast.ipynb #c023
-def run_speechcommands(cfg:ASTConfig, progress:bool=True) -> dict:
-    "Train on the training list; validation and evaluation accuracy and AUC of the best-validation model (eval_result.csv)."
+def _train_on_lists(cfg:ASTConfig, corpus:str, progress:bool) -> tuple:
+    "Speech Commands / VocalSound: train on 'train', select on 'val', score 'val' and 'test'; (splits, names, norm, run, bad)."
     bad = BadFiles(cfg.on_bad_file); sp, names = task_splits(cfg, bad), class_names(cfg)
-    with FeatureCache(data_dir()/'cache'/'speechcommands') as cache:
+    with FeatureCache(data_dir()/'cache'/corpus) as cache:
         norm = fbank_norm(cfg, sp['train'], cache, bad)
         r = train_model(cfg, sp['train'], {'val': sp['val'], 'test': sp['test']}, len(names), norm, cache, 'train', 'val_acc', progress, bad)
+    return sp, names, norm, r, bad
+
+def run_speechcommands(cfg:ASTConfig, progress:bool=True) -> dict:
+    "Train on the training list; validation and evaluation accuracy and AUC of the best-validation model (eval_result.csv)."
+    sp, names, norm, r, bad = _train_on_lists(cfg, 'speechcommands', progress)
     m = {k: metrics_of(r['targets'][k], r['best_scores'][k]) for k in ('val', 'test')}
     y, s = r['targets']['test'].argmax(1), r['best_scores']['test']
     return dict(task='speechcommands', val_acc=m['val']['acc'], val_auc=m['val']['auc'], eval_acc=m['test']['acc'], eval_auc=m['test']['auc'],
@@ -251,10 +256,7 @@ def group_accuracy(records:list, y_pred, keys=('gender', 'age_band')) -> pd.Data
 
 def run_vocalsound(cfg:ASTConfig, progress:bool=True) -> dict:
     "Train on the training speakers; test accuracy of the best-validation model, overall and per gender and age band."
-    bad = BadFiles(cfg.on_bad_file); sp, names = task_splits(cfg, bad), class_names(cfg)
-    with FeatureCache(data_dir()/'cache'/'vocalsound') as cache:
-        norm = fbank_norm(cfg, sp['train'], cache, bad)
-        r = train_model(cfg, sp['train'], {'val': sp['val'], 'test': sp['test']}, len(names), norm, cache, 'train', 'val_acc', progress, bad)
+    sp, names, norm, r, bad = _train_on_lists(cfg, 'vocalsound', progress)
     y, s = r['targets']['test'].argmax(1), r['best_scores']['test']
     return dict(task='vocalsound', val_acc=metrics_of(r['targets']['val'], r['best_scores']['val'])['acc'], test_acc=metrics_of(r['targets']['test'], s)['acc'],
                 groups=group_accuracy(sp['test'], s.argmax(1)), norm=norm, y_true=y, y_pred=s.argmax(1),
