@@ -4,14 +4,14 @@
 
 # %% ../nbs/00_core.ipynb #c002
 from __future__ import annotations
-import os, random, tempfile, contextlib
+import hashlib, json, os, random, tempfile, contextlib
 from pathlib import Path
 import numpy as np
 import torch
 
 # %% auto #0
 __all__ = ['SoundlabError', 'AudioError', 'DatasetError', 'seed_everything', 'repo_root', 'data_dir', 'fixtures_dir',
-           'atomic_write', 'get_device', 'cpu_has_bf16', 'autocast_dtype']
+           'atomic_write', 'config_digest', 'get_device', 'cpu_has_bf16', 'autocast_dtype']
 
 # %% ../nbs/00_core.ipynb #c005
 class SoundlabError(ValueError):
@@ -70,6 +70,13 @@ def atomic_write(path, # the final file
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
+
+# %% ../nbs/00_core.ipynb #cd02
+def config_digest(d, # JSON-able settings (dict keys in any order; other objects by their str)
+                  n:int=8, # hex digits kept
+                 ) -> str:
+    "A short, order-independent SHA-1 digest of `d`: the suffix of a run folder's name."
+    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
 # %% ../nbs/00_core.ipynb #c017
 def get_device(device:str='auto') -> torch.device:

@@ -4,14 +4,14 @@
 
 # %% ../../nbs/44_recipes.ast.ipynb #c003
 from __future__ import annotations
-import hashlib, json
+import json
 from dataclasses import dataclass, field, replace, asdict
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from ..core import SoundlabError, DatasetError, data_dir, get_device, seed_everything
+from ..core import SoundlabError, DatasetError, data_dir, get_device, seed_everything, config_digest
 from .. import dist
 from ..data.core import BadFiles
 from ..features import KaldiFbank, FeatureCache
@@ -171,7 +171,7 @@ def datasets(cfg:ASTConfig, train:list, evals:dict, n_classes:int, norm:tuple, c
 def run_dir(cfg:ASTConfig, name:str) -> Path:
     "The folder of one run: a hash of everything that changes the result."
     keep = {k: v for k, v in asdict(cfg).items() if k not in ('out_dir', 'device', 'num_workers', 'eval_bs', 'folds', 'on_bad_file')}
-    h = hashlib.sha1(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    h = config_digest(keep, 10)
     return Path(cfg.out_dir or data_dir()/'runs')/f'ast_{cfg.task}_{cfg.model}_{h}'/name
 
 def scores_of(cfg:ASTConfig, model, ds:TaggingDataset, device) -> torch.Tensor:

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/43_recipes.fewshot.ipynb #c002
 from __future__ import annotations
-import copy, hashlib, json, math, time
+import copy, json, math, time
 from collections import Counter
 from dataclasses import dataclass, field, replace, asdict
 from pathlib import Path
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from ..core import data_dir, get_device, seed_everything
+from ..core import data_dir, get_device, seed_everything, config_digest
 from .. import dist
 from ..data.core import BadFiles
 from ..data.metaaudio import MetaAudio, EpisodicSampler, collate_episode, prepare_metaaudio, MULTI_SEGMENT
@@ -223,14 +223,12 @@ def evaluate_tasks(model, ds:MetaAudio, exp:dict, phase:str, n_tasks:int, seed:i
     return np.array(accs)
 
 # %% ../../nbs/43_recipes.fewshot.ipynb #c022
-def _digest(d) -> str: return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:8]
-
 def run_dir(cfg:FewShotConfig, exp:dict) -> Path:
     "Checkpoint folder of one dataset x scenario run (a digest of everything that shapes it)."
     marker = corpus_root(cfg)/'.synth.json'  # a regenerated synthetic corpus starts new runs
     key = dict(exp=exp, data=cfg.data_root, corpus=marker.read_text() if marker.exists() else '', seed=cfg.seed,
                model=cfg.model_config, val=cfg.n_validation_tasks)
-    name = f"{exp['dataset_name']}_{cfg.scenario}_{'real' if cfg.data_root else 'synth'}_{_digest(key)}"
+    name = f"{exp['dataset_name']}_{cfg.scenario}_{'real' if cfg.data_root else 'synth'}_{config_digest(key)}"
     return Path(cfg.out_dir or data_dir()/'runs'/'fewshot')/name
 
 def _stopped(history:list, patience:int) -> bool:

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/45_recipes.psla.ipynb #c002
 from __future__ import annotations
-import hashlib, json, math
+import json, math
 from dataclasses import dataclass, field, replace, asdict
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from sklearn.metrics import precision_recall_curve
-from ..core import SoundlabError, DatasetError, data_dir, seed_everything, get_device
+from ..core import SoundlabError, DatasetError, data_dir, seed_everything, get_device, config_digest
 from .. import dist
 from ..data.core import BadFiles
 from ..features import FeatureCache
@@ -91,8 +91,6 @@ def lr_milestones(cfg:PSLAConfig) -> list:
     return list(range(cfg.lr_start, max(cfg.epochs, cfg.lr_start) + 1, cfg.lr_every))
 
 # %% ../../nbs/45_recipes.psla.ipynb #c012
-def _digest(d) -> str: return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:8]
-
 def runs_dir(cfg:PSLAConfig) -> Path: return Path(cfg.out_dir or data_dir()/'runs')
 
 def corpus_root(cfg:PSLAConfig) -> Path:
@@ -118,7 +116,7 @@ def prepare_datafiles(cfg:PSLAConfig, bad:BadFiles|None=None, # collects skipped
     "{'train', 'val', 'eval', 'label_csv', 'weights', 'ontology', 'root'}: the datafiles of `cfg`'s corpus."
     root, bad = corpus_root(cfg), BadFiles(cfg.on_bad_file) if bad is None else bad
     onto = Path(cfg.ontology) if cfg.ontology else root/'ontology.json'
-    out = runs_dir(cfg)/'psla_datafiles'/f'{cfg.dataset}_{"real" if cfg.data_root else "synth"}_{_digest(str(root.resolve()))}'
+    out = runs_dir(cfg)/'psla_datafiles'/f'{cfg.dataset}_{"real" if cfg.data_root else "synth"}_{config_digest(str(root.resolve()))}'
     if cfg.dataset == 'fsd50k' or not cfg.data_root:
         files = write_fsd50k_datafiles(root, out/'fsd50k', on_bad_file=bad)
         if cfg.dataset == 'audioset': files = _to_audioset(files, out/'audioset')
@@ -292,7 +290,7 @@ _RUN_FIELDS = ('dataset', 'data_root', 'synth', 'b', 'head_num', 'pretrain', 'ba
 def run_name(cfg:PSLAConfig, labels:str='none') -> str:
     "A run's folder name: the seed's exp-dir pattern plus a digest of every setting it depends on."
     return (f'psla_{cfg.dataset}_b{cfg.b}_h{cfg.head_num}_lr{cfg.lr}_fm{cfg.freqm}_tm{cfg.timem}_mix{cfg.mixup}_bal{cfg.bal}'
-            f'_bs{cfg.bs}_le{labels}_{"real" if cfg.data_root else "synth"}_{_digest({k: getattr(cfg, k) for k in _RUN_FIELDS} | {"labels": labels})}')
+            f'_bs{cfg.bs}_le{labels}_{"real" if cfg.data_root else "synth"}_{config_digest({k: getattr(cfg, k) for k in _RUN_FIELDS} | {"labels": labels})}')
 
 # %% ../../nbs/45_recipes.psla.ipynb #c045
 def _pred_fn(m, b): return m(b['x'])

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/42_recipes.sed.ipynb #c002
 from __future__ import annotations
-import hashlib, json
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
-from ..core import SoundlabError, DatasetError, atomic_write, data_dir, get_device, seed_everything
+from ..core import SoundlabError, DatasetError, atomic_write, data_dir, get_device, seed_everything, config_digest
 from ..features import SEDLogmel, FeatureCache, clip_patches
 from ..augment import SimCLRViews, SpecAugment, sample_patches
 from ..data.fsdnoisy18k import CLASSES, FSDnoisy18k, prepare_fsdnoisy18k, collate_clips
@@ -137,7 +137,6 @@ class SimCLRNet(nn.Module):
         super().__init__(); self.encoder, self.head = encoder, head
     def forward(self, x): return self.head(self.encoder.embed(x))
 
-def _digest(d:dict) -> str: return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 _COMMON = ('data_root', 'synth', 'arch', 'seed', 'patch_len', 'patch_hop')
 _FIELDS = {'pretrain': ('epochs', 'bs', 'lr', 'lr_steps', 'tau', 'proj_hidden', 'proj_dim', 'momentum', 'wd', 'mix_back', 'rrc', 'compand', 'noise', 'specaugment'),
@@ -156,7 +155,7 @@ def stage_dir(cfg:SEDConfig, stage:str) -> Path:
     if stage != 'pretrain':
         d['init'] = cfg.encoder_path or stage_dir(cfg, 'pretrain').name
     tag = stage if stage == 'pretrain' else f'{stage}_{init_name(cfg)}'
-    return Path(cfg.out_dir or data_dir()/'runs')/f'sed_{cfg.arch}_{"real" if cfg.data_root else "synth"}'/f'{tag}_{_digest(d)}'
+    return Path(cfg.out_dir or data_dir()/'runs')/f'sed_{cfg.arch}_{"real" if cfg.data_root else "synth"}'/f'{tag}_{config_digest(d)}'
 
 # %% ../../nbs/42_recipes.sed.ipynb #c022
 def build_encoder(cfg:SEDConfig, data:dict) -> tuple:
