@@ -96,7 +96,9 @@ def _read_frames(path, info:AudioInfo, a:int, b:int) -> np.ndarray:
 def _resampler(orig_sr:int, new_sr:int, dtype:torch.dtype, device:str) -> torchaudio.transforms.Resample:
     # cached: building the sinc kernel (e.g. 160x475 taps for 44.1k->16k) costs as much as resampling a whole cycle,
     # and a dataset resamples thousands of cycles with the same few (orig, new) pairs
-    return torchaudio.transforms.Resample(orig_sr, new_sr, dtype=dtype).to(device)
+    # the kernel is computed in float64 and stored in `dtype`, as `torchaudio.transforms.Resample(orig, new)` does by
+    # default (seed 000's resampler: a float32 kernel computed in float32 differs by up to ~6e-8, outputs by ~3e-6)
+    return torchaudio.transforms.Resample(orig_sr, new_sr, dtype=None if dtype == torch.float32 else dtype).to(device, dtype)
 
 # %% ../nbs/01_audio.ipynb #c020
 def resample(x:Tensor, # waveform (..., T)

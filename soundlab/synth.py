@@ -857,6 +857,7 @@ _AUDIO_CASES = {'corrupt_wav': ('bad', 'prepare', 'not a readable audio file'), 
 
 # %% ../nbs/15_synth.ipynb #s5605003
 def _corrupt_icbhi(root:Path, cases, rng) -> dict:
+    # row_past_end: a cycle starting after the end (unusable; one that only ends past it is kept, as seed 000 keeps it)
     wavs = sorted(root.glob('*.wav')); demo_file = next(p for p in (root, root.parent) if (p/'ICBHI_Challenge_demographic_information.txt').exists())/'ICBHI_Challenge_demographic_information.txt'
     lost = wavs[-1].name.split('_')[0]; pool = [w for w in wavs if w.name.split('_')[0] != lost]; out = {}
     pool = sorted(pool, key=lambda w: (sf.info(w).samplerate < 44100, w.name)) if 'low_rate' in cases else pool  # 4 kHz among 44.1 kHz ones
@@ -865,7 +866,7 @@ def _corrupt_icbhi(root:Path, cases, rng) -> dict:
         if case in _AUDIO_CASES: _rewrite_audio(w, case, rng); out[case] = BadCase(case, w, *_AUDIO_CASES[case])
         else:
             txt = w.with_suffix('.txt'); dur = sf.info(w).duration
-            with open(txt, 'a') as f: f.write(f'{dur - 0.5:.3f}\t{dur + 2:.3f}\t0\t0\n' if case == 'row_past_end' else '0.100\t0.900\t2\t0\n')
+            with open(txt, 'a') as f: f.write(f'{dur + 0.5:.3f}\t{dur + 2:.3f}\t0\t0\n' if case == 'row_past_end' else '0.100\t0.900\t2\t0\n')
             out[case] = BadCase(case, txt, 'bad', 'prepare', 'past the end' if case == 'row_past_end' else 'unknown label')
     if 'missing_demographic' in cases:
         demo_file.write_text(''.join(l for l in demo_file.read_text().splitlines(True) if l.split('\t')[0] != lost))

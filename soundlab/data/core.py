@@ -33,15 +33,16 @@ class Record:
     split:str # 'train', 'test', ...
     fold:int|None=None # cross-validation fold, where the corpus defines one
     custom:dict=field(default_factory=dict) # corpus metadata: patient, age, sex, device...
+    stop:float|None=None # the end exactly as annotated (s), where `start + duration` would round differently
     @property
-    def end(self) -> float: return self.start + self.duration
+    def end(self) -> float: return self.start + self.duration if self.stop is None else self.stop
 
 # %% ../../nbs/10_data.core.ipynb #c008
 def records_df(records, # an iterable of `Record`s
               ) -> pd.DataFrame:
     "One row per record: the fields, `end`, and every `custom` key as its own column."
-    rows = [{**{k: v for k, v in asdict(r).items() if k != 'custom'}, 'end': r.end, **r.custom} for r in records]
-    return pd.DataFrame(rows, columns=None if rows else [f for f in Record.__dataclass_fields__ if f != 'custom'])
+    rows = [{**{k: v for k, v in asdict(r).items() if k not in ('custom', 'stop')}, 'end': r.end, **r.custom} for r in records]
+    return pd.DataFrame(rows, columns=None if rows else [f for f in Record.__dataclass_fields__ if f not in ('custom', 'stop')])
 
 # %% ../../nbs/10_data.core.ipynb #c011
 def class_counts(records, # `Record`s with integer labels
@@ -76,6 +77,7 @@ class BadFiles:
         if policy is self: return
         if policy not in ('raise', 'skip'): raise ValueError(f"on_bad_file must be 'raise' or 'skip', not {policy!r}")
         self.policy, self.skipped = policy, [] # skipped: [(path, reason)] in the order met
+        self.clipped = [] # [(path, reason)]: usable items kept with a caveat (e.g. a cycle read up to the end of its file)
     def bad(self, path, # the offending file (audio, annotation, metadata table)
             reason:str, # what is wrong with it (and what is left out under 'skip')
            ):
@@ -83,7 +85,12 @@ class BadFiles:
         if self.policy == 'raise': raise DatasetError(path, reason)
         if (str(path), str(reason)) not in self.skipped: self.skipped.append((str(path), str(reason)))
     __call__ = bad
-    def __repr__(self): return f'BadFiles({self.policy!r}, {len(self.skipped)} skipped)'
+    def note(self, path, # the file concerned
+             reason:str, # what was kept and how
+            ):
+        "Record an item that is kept although it is not quite right (never raises; listed in `clipped`)."
+        if (str(path), str(reason)) not in self.clipped: self.clipped.append((str(path), str(reason)))
+    def __repr__(self): return f'BadFiles({self.policy!r}, {len(self.skipped)} skipped, {len(self.clipped)} clipped)'
 
 # %% ../../nbs/10_data.core.ipynb #rb03
 def _call(self:BadFiles, fn, *args, **kwargs):
@@ -93,12 +100,16 @@ def _call(self:BadFiles, fn, *args, **kwargs):
         if self.policy == 'raise': raise
         self.bad(e.path, e.problem); return None
 
-def _df(self:BadFiles) -> pd.DataFrame: return pd.DataFrame(self.skipped, columns=['path', 'reason'])
+def _df(self:BadFiles, which:str='skipped', # 'skipped' (left out) or 'clipped' (kept with a caveat)
+       ) -> pd.DataFrame:
+    if which not in ('skipped', 'clipped'): raise ValueError(f"which must be 'skipped' or 'clipped', not {which!r}")
+    return pd.DataFrame(getattr(self, which), columns=['path', 'reason'])
 
 def _write(self:BadFiles, csv_path, # e.g. <results>/skipped.csv
+           which:str='skipped', # 'skipped' or 'clipped' (e.g. <results>/clipped.csv)
           ) -> Path:
-    "Write the skipped files and reasons to `csv_path` atomically (a header only when none was skipped)."
-    with atomic_write(csv_path, suffix='.csv') as tmp: self.df().to_csv(tmp, index=False)
+    "Write the skipped (or clipped) files and reasons to `csv_path` atomically (a header only when there are none)."
+    with atomic_write(csv_path, suffix='.csv') as tmp: self.df(which).to_csv(tmp, index=False)
     return Path(csv_path)
 BadFiles.call, BadFiles.df, BadFiles.write = _call, _df, _write
 
@@ -162,10 +173,10 @@ def _key(self:SegmentDataset, i:int) -> str:
     return feature_key(r.path, r.start, r.end, self.config())
 
 def _waveform(self:SegmentDataset, i:int) -> torch.Tensor:
-    "Decode segment `i`: (int(duration*sample_rate),) float32."
+    "Decode segment `i`: (int(duration*sample_rate),) float32. A record marked `custom['past_end']` is read to the file's end."
     r = self.records[i]; self.n_decoded += 1
     return load_segment(r.path, r.start, r.end, sr=self.sample_rate, duration=self.duration, pad=self.pad,
-                        fade_ratio=self.fade_ratio)
+                        fade_ratio=self.fade_ratio, end_tolerance=math.inf if r.custom.get('past_end') else 0.05)
 SegmentDataset.config, SegmentDataset.key, SegmentDataset.waveform = _config, _key, _waveform
 
 # %% ../../nbs/10_data.core.ipynb #c017

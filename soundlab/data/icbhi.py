@@ -60,23 +60,29 @@ def read_icbhi_demographics(path) -> dict:
 # %% ../../nbs/11_data.icbhi.ipynb #c011
 def read_icbhi_annotation(path, # a cycle annotation .txt
                           duration:float, # length of its recording (s)
-                          end_tolerance:float=0.05, # offsets up to this much past the end are clipped
+                          end_tolerance:float=0.05, # offsets up to this much past the end are clipped silently
                           on_bad_file:str|BadFiles='raise', # 'skip': leave bad rows (or an unreadable file) out
+                          past_end:str='keep', # offset further past the end: 'keep' (seed 000: read to the end, listed
+                                               # in `clipped`) or 'raise' (a bad row)
                          ) -> np.ndarray:
-    "(cycles, 4) array: onset, offset (s), crackles, wheezes (0/1), validated against the recording."
+    "(cycles, 4) array: onset, offset (s, as annotated), crackles, wheezes (0/1), validated against the recording."
+    if past_end not in ('keep', 'raise'): raise ValueError(f"past_end must be 'keep' or 'raise', not {past_end!r}")
     bad, none = bad_files(on_bad_file), np.zeros((0, 4))
     try: a = np.loadtxt(path, ndmin=2, dtype=float)
     except ValueError as e: bad.bad(path, f'not a cycle annotation (onset offset crackles wheezes per line): {e}'); return none
     if a.size == 0 or a.shape[1] != 4: bad.bad(path, f'expected 4 columns (onset offset crackles wheezes), got {a.shape[1] if a.size else 0}'); return none
     keep = []
     for i, (on, off, c, w) in enumerate(a, 1):
+        over = off > duration + end_tolerance
         why = (f'row {i}: unknown label: crackle/wheeze flags must be 0 or 1, got {c:g} {w:g}' if c not in (0, 1) or w not in (0, 1) else
                f'row {i}: onset {on:g} s must be >= 0 and before offset {off:g} s' if not 0 <= on < off else
-               f'row {i}: cycle {on:g}-{off:g} s ends past the end of its recording ({duration:.3f} s)' if off > duration + end_tolerance else None)
+               f'row {i}: cycle {on:g}-{off:g} s starts at or past the end of its recording ({duration:.3f} s)' if on >= duration else
+               f'row {i}: cycle {on:g}-{off:g} s ends past the end of its recording ({duration:.3f} s)' if over and past_end == 'raise' else None)
         if why: bad.bad(path, why)
+        elif over: bad.note(path, f'row {i}: cycle {on:g}-{off:g} s ends {off - duration:.3f} s past the end of its recording '
+                                  f'({duration:.3f} s): kept, read to the end and padded (as seed 000)')
         keep.append(why is None)
-    a = a[np.asarray(keep, bool)]; a[:, 1] = np.minimum(a[:, 1], duration)
-    return a
+    return a[np.asarray(keep, bool)]
 
 # %% ../../nbs/11_data.icbhi.ipynb #c013
 def _check_root(root:Path, bad:BadFiles) -> list:
@@ -92,16 +98,18 @@ def _check_root(root:Path, bad:BadFiles) -> list:
     return [w for w in wavs if STEM.fullmatch(w.stem)]
 
 # %% ../../nbs/11_data.icbhi.ipynb #c014
-def _recording_records(wav:Path, split:str, demo:dict, end_tolerance:float, bad:BadFiles) -> list:
+def _recording_records(wav:Path, split:str, demo:dict, end_tolerance:float, bad:BadFiles, past_end:str='keep') -> list:
     "The cycles of one recording as `Record`s (none when the recording is bad and skipped)."
     txt, info = wav.with_suffix('.txt'), check_audio_file(wav, bad)
     if info is None: return []
     if not txt.exists(): bad.bad(txt, f'missing: every recording needs its cycle annotation file (for {wav.name})'); return []
     fields = STEM.fullmatch(wav.stem).groupdict(); fields['patient'] = int(fields['patient'])
-    ann = read_icbhi_annotation(txt, info.duration, end_tolerance, bad)
+    ann = read_icbhi_annotation(txt, info.duration, end_tolerance, bad, past_end)
+    # stop: the annotated offset bit for bit, so frames are int(offset*sr) as in seed 000 (onset + (offset - onset) may round)
     return [Record(f'{wav.stem}_{i:02d}', wav, info.sample_rate, float(on), float(off - on), int(c) + 2 * int(w), split,
                    custom={**fields, **demo, 'crackles': int(c), 'wheezes': int(w), 'recording_sr': info.sample_rate,
-                           'subtype': info.subtype}) for i, (on, off, c, w) in enumerate(ann)]
+                           'subtype': info.subtype, 'past_end': bool(off > info.duration + end_tolerance)}, stop=float(off))
+            for i, (on, off, c, w) in enumerate(ann)]
 
 # %% ../../nbs/11_data.icbhi.ipynb #c015
 def meta_labels(records, # ICBHI `Record`s
@@ -118,8 +126,9 @@ def _add_meta(records, fn):
 
 # %% ../../nbs/11_data.icbhi.ipynb #c016
 def prepare_icbhi(root, # the folder of wav/txt pairs (split and demographic files in it or one level up)
-                  end_tolerance:float=0.05, # cycle offsets up to this far past the end of a recording are clipped
+                  end_tolerance:float=0.05, # cycle offsets up to this far past the end of a recording are clipped silently
                   on_bad_file:str|BadFiles='raise', # 'raise': stop at a bad file; 'skip': leave it out (listed in a `BadFiles`)
+                  past_end:str='keep', # a cycle ending further past the end: 'keep' (seed 000; listed in `clipped`) or 'raise'
                  ) -> dict:
     "{'train': [Record], 'test': [Record]}, one record per respiratory cycle, after checking the official layout."
     root, bad = Path(root), bad_files(on_bad_file); wavs = _check_root(root, bad)
@@ -131,7 +140,7 @@ def prepare_icbhi(root, # the folder of wav/txt pairs (split and demographic fil
         if w.stem not in split: bad.bad(w, f'recording not listed in {SPLIT_FILE}'); continue
         pid = int(STEM.fullmatch(w.stem)['patient'])
         if pid not in demo: bad.bad(w, f'missing demographic entry: patient {pid} not in {DEMOGRAPHIC_FILE}'); continue
-        out[split[w.stem]] += _recording_records(w, split[w.stem], demo[pid], end_tolerance, bad)
+        out[split[w.stem]] += _recording_records(w, split[w.stem], demo[pid], end_tolerance, bad, past_end)
     return {k: _add_meta(v, meta_labels) for k, v in out.items()}
 
 # %% ../../nbs/11_data.icbhi.ipynb #c025
@@ -147,11 +156,12 @@ class ICBHI(SegmentDataset):
                  meta_keys=META_KEYS, # `custom` keys copied into each item's meta
                  records=None, # the split's records, if already prepared
                  on_bad_file:str|BadFiles='raise', # bad files and segments: 'raise' or 'skip' (see `BadFiles`)
+                 past_end:str='keep', # cycles ending past their recording: 'keep' (seed 000) or 'raise' (see `prepare_icbhi`)
                 ):
         if split not in ('train', 'test'): raise ValueError(f"ICBHI: split must be 'train' or 'test', not {split!r}")
         self.root, self.split = Path(root), split
         bad = bad_files(on_bad_file)
-        super().__init__(prepare_icbhi(root, on_bad_file=bad)[split] if records is None else records, sample_rate, duration, pad,
+        super().__init__(prepare_icbhi(root, on_bad_file=bad, past_end=past_end)[split] if records is None else records, sample_rate, duration, pad,
                          fade_ratio, frontend, cache, meta_keys=meta_keys, on_bad_file=bad)
     def class_counts(self) -> np.ndarray: return super().class_counts(len(CLASSES))
     def meta_labels(self, kind:str='sa', missing:str='own') -> np.ndarray: return meta_labels(self.records, kind, missing)
