@@ -51,6 +51,11 @@ class RespiratoryConfig:
     noweights:bool=False # plain CE instead of inverse-frequency class weights
     dropout:bool=False
     seed:int=0; n_runs:int=1
+    views_in_one_pass:bool=True # both SpecAugment views through the backbone as one batch (BatchNorm statistics over
+                                # 2B); False: one pass per view, as seed 000 (see the README's conformance table)
+    select:str='test' # best epoch chosen on 'test' (seed 000, the paper table) or 'val': a patient-disjoint validation
+                      # split of the training patients (the test split is then never looked at to choose)
+    val_frac:float=0.2 # fraction of the training patients held out for select='val' (drawn with `seed`)
     device:str='auto'; amp:bool=True; channels_last:bool=True
     synth:dict=field(default_factory=dict) # arguments of the synthetic corpus generator
     on_bad_file:str='raise' # bad files/cycles: 'raise' stops, 'skip' leaves them out (listed in data['bad'])
@@ -68,6 +73,7 @@ def respiratory_config(preset:str='demo', **overrides) -> RespiratoryConfig:
     cfg = replace(RespiratoryConfig(), **PRESETS[preset])
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if cfg.method not in METHODS: raise ValueError(f'unknown method {cfg.method!r}; choose from {METHODS}')
+    if cfg.select not in ('test', 'val'): raise ValueError(f"select must be 'test' (seed 000) or 'val', not {cfg.select!r}")
     if not cfg.scratch and not cfg.weights_path:
         raise ValueError('scratch=False needs weights_path: the PANNs AudioSet checkpoint (e.g. Cnn6_mAP=0.343.pth, zenodo record 3987831)')
     return cfg
@@ -114,21 +120,27 @@ def build_model(cfg:RespiratoryConfig, n_meta:int) -> RespiratoryNet:
     backbone = create_backbone(cfg.backbone, weights_path=None if cfg.scratch else cfg.weights_path, dropout=cfg.dropout)
     return RespiratoryNet(backbone, n_classes=len(CLASS_NAMES), n_meta=n_meta if cfg.method == 'mscl' else None)
 
-def make_step(cfg:RespiratoryConfig, weights:torch.Tensor, generator:torch.Generator):
+def make_step(cfg:RespiratoryConfig, weights:torch.Tensor, generator:torch.Generator,
+              augment=None, # augment(x) -> one view; None: SpecAugment drawing from `generator`
+             ):
     "The training step of `cfg.method`: step(model, (x, y, meta)) -> {'loss', ...}."
-    fm = RespiratoryMel(sample_rate=cfg.samplerate)
-    aug = SpecAugment(cfg.freqmask, cfg.timemask, cfg.freqstripes, cfg.timestripes, mask_value=-fm.mean / fm.std)
+    if augment is None:
+        fm = RespiratoryMel(sample_rate=cfg.samplerate)
+        aug = SpecAugment(cfg.freqmask, cfg.timemask, cfg.freqstripes, cfg.timestripes, mask_value=-fm.mean / fm.std)
+        augment = lambda x: aug(x, generator=generator)
     supcon = SupConLoss(cfg.tau)
-    def views(x): return aug(x, generator=generator), aug(x, generator=generator)
     def ce(logits, y): return F.cross_entropy(logits.float(), y, weight=None if cfg.noweights else weights.to(logits.device))
     def contrast(m, h, e1, e2, y): return supcon(torch.stack([h(e1), h(e2)], 1).float(), y)
+    def embed_views(m, x):
+        v1, v2 = augment(x), augment(x)
+        return m.embed(torch.cat([v1, v2])).chunk(2) if cfg.views_in_one_pass else (m.embed(v1), m.embed(v2))
     def step(m, b):
         x, y, meta = b
-        if cfg.method == 'sl': return {'loss': ce(m.classify(m.embed(aug(x, generator=generator))), y)}
-        v1, v2 = views(x); e = m.embed(torch.cat([v1, v2])); e1, e2 = e.chunk(2)
+        if cfg.method == 'sl': return {'loss': ce(m.classify(m.embed(augment(x))), y)}
+        e1, e2 = embed_views(m, x)
         if cfg.method == 'scl': return {'loss': contrast(m, m.project, e1, e2, y)}
         if cfg.method == 'hybrid':
-            l_con, l_ce = contrast(m, m.project, e1, e2, y), ce(m.classify(e), torch.cat([y, y]))
+            l_con, l_ce = contrast(m, m.project, e1, e2, y), ce(m.classify(torch.cat([e1, e2])), torch.cat([y, y]))
             return {'loss': cfg.alpha * l_con + (1 - cfg.alpha) * l_ce, 'supcon': l_con, 'ce': l_ce}
         l_cls, l_meta = contrast(m, m.project, e1, e2, y), contrast(m, m.project_meta, e1, e2, meta)
         return {'loss': cfg.lam * l_cls + (1 - cfg.lam) * l_meta, 'supcon_class': l_cls, 'supcon_meta': l_meta}
