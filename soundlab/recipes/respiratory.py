@@ -24,7 +24,7 @@ from ..train import Trainer, predict, load_checkpoint, update_table
 
 # %% auto #0
 __all__ = ['METHODS', 'CLASS_NAMES', 'PRESETS', 'METHOD_NAMES', 'RespiratoryConfig', 'respiratory_config', 'corpus_root',
-           'load_cycles', 'build_model', 'make_step', 'run_once', 'run_tag', 'fmt_mean_std', 'summarize',
+           'load_cycles', 'build_model', 'make_step', 'val_split', 'run_once', 'run_tag', 'fmt_mean_std', 'summarize',
            'run_respiratory']
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c006
@@ -150,12 +150,28 @@ def make_step(cfg:RespiratoryConfig, weights:torch.Tensor, generator:torch.Gener
 def _loader(*tensors, bs:int, generator=None, shuffle:bool=False):
     return DataLoader(TensorDataset(*tensors), batch_size=bs, shuffle=shuffle, generator=generator)
 
-def _evaluator(x, y, classify, bs:int):
-    "evaluate(model) for the Trainer: ICBHI Sp/Se/Score and loss of the test split."
-    def evaluate(m):
+def _evaluator(x, y, classify, bs:int, val=None):
+    "evaluate(model) for the Trainer: ICBHI Sp/Se/Score and loss of the test split (and of `val`=(x, y), if given)."
+    def scores(m, x, y, split):
         logits = torch.cat([classify(m, xb) for xb in x.split(bs)]).float().cpu()
-        return {f'test_{k}': v for k, v in icbhi_scores(y, logits.argmax(1)).items()} | {'test_loss': F.cross_entropy(logits, y).item()}
+        return {f'{split}_{k}': v for k, v in icbhi_scores(y, logits.argmax(1)).items()} | {f'{split}_loss': F.cross_entropy(logits, y).item()}
+    def evaluate(m): return scores(m, x, y, 'test') | (scores(m, *val, 'val') if val is not None else {})
     return evaluate
+
+def val_split(train:dict, # `load_cycles(...)['train']`: x, y, meta, records
+              frac:float=0.2, # fraction of the training patients held out
+              seed:int=0,
+             ) -> tuple[dict, dict]:
+    "Split the training cycles by patient into (train, val); val holds normal and abnormal cycles (redrawn until it does)."
+    pats = np.array([str(r.custom['patient']) for r in train['records']]); ids = np.unique(pats)
+    if len(ids) < 2: raise ValueError(f"select='val' needs at least 2 training patients, got {len(ids)}")
+    n_val, y, rng = min(max(1, round(frac * len(ids))), len(ids) - 1), train['y'].numpy(), np.random.default_rng(seed)
+    for _ in range(100):
+        held = np.isin(pats, rng.permutation(ids)[:n_val])
+        if (y[held] == 0).any() and (y[held] > 0).any() and (y[~held] == 0).any() and (y[~held] > 0).any(): break
+    else: raise ValueError(f'val_split: no draw of {n_val} patient(s) gives a validation split with normal and abnormal cycles')
+    pick = lambda m: {k: (v[torch.from_numpy(m)] if torch.is_tensor(v) else [r for r, k_ in zip(v, m) if k_]) for k, v in train.items()}
+    return pick(~held), pick(held)
 
 def _best_predictions(model, ckpt:Path, x, classify, bs:int) -> torch.Tensor:
     "Test-set predictions of the best epoch's weights (re-read from best.pt, so a resumed run reports the same)."
@@ -167,6 +183,9 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
     "Train and evaluate one run of `cfg` with `seed`; returns scores, history, test predictions and embeddings."
     seed_everything(seed)
     tr_, te = data['train'], data['test']
+    va = None
+    if cfg.select == 'val': tr_, va = val_split(tr_, cfg.val_frac, cfg.seed)  # the same held-out patients for every run
+    sel = f'{cfg.select}_score'
     model = build_model(cfg, n_meta=int(torch.cat([tr_['meta'], te['meta']]).max()) + 1)
     weights = class_weights(tr_['y'], len(CLASS_NAMES))
     run_dir = Path(cfg.out_dir or data_dir()/'runs')/run_tag(cfg)/f'seed{seed}'
@@ -175,8 +194,9 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.wd)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.t_max, eta_min=cfg.eta_min)
     classify = lambda m, xb: m.classify(m.embed(xb.to(next(m.parameters()).device)))
-    trainer = Trainer(model, None, opt, sched, _evaluator(te['x'], te['y'], classify, cfg.bs) if supervised else None,
-                      monitor='test_score' if supervised else None, out_dir=run_dir/'stage1',
+    val = None if va is None else (va['x'], va['y'])
+    trainer = Trainer(model, None, opt, sched, _evaluator(te['x'], te['y'], classify, cfg.bs, val) if supervised else None,
+                      monitor=sel if supervised else None, out_dir=run_dir/'stage1',
                       channels_last=cfg.channels_last, desc=f'{cfg.method} {cfg.backbone}', **common)
     trainer.step = make_step(cfg, weights, trainer.generator)
     hist = trainer.fit(trainer.loader(TensorDataset(tr_['x'], tr_['y'], tr_['meta']), cfg.bs), cfg.epochs)
@@ -184,21 +204,24 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
         y_pred = _best_predictions(model, run_dir/'stage1'/'best.pt', te['x'], classify, cfg.bs)
         hist = hist.assign(stage='supervised')
     embed = lambda m, b: m.embed(b[0])
-    emb = {s: predict(model, _loader(data[s]['x'], bs=cfg.bs), embed, device=trainer.device, amp=cfg.amp,
-                      channels_last=cfg.channels_last) for s in ('train', 'test')}
+    split_x = {'train': tr_['x'], 'test': te['x']} | ({} if va is None else {'val': va['x']})
+    emb = {s: predict(model, _loader(x_, bs=cfg.bs), embed, device=trainer.device, amp=cfg.amp,
+                      channels_last=cfg.channels_last) for s, x_ in split_x.items()}
     if not supervised:
         clf = LinearClassifier(model.embed_dim, len(CLASS_NAMES))
         lin = Trainer(clf, None, torch.optim.Adam(clf.parameters(), lr=cfg.lr2, weight_decay=cfg.wd), None,
-                      _evaluator(emb['test'], te['y'], lambda m, eb: m(eb.to(next(m.parameters()).device)), cfg.bs),
-                      monitor='test_score', out_dir=run_dir/'linear', desc='linear eval', **common)
+                      _evaluator(emb['test'], te['y'], lambda m, eb: m(eb.to(next(m.parameters()).device)), cfg.bs,
+                                 None if va is None else (emb['val'], va['y'])),
+                      monitor=sel, out_dir=run_dir/'linear', desc='linear eval', **common)
         w = None if cfg.noweights else weights.to(lin.device)
         lin.step = lambda m, b: {'loss': F.cross_entropy(m(b[0]).float(), b[1], weight=w)}
         h2 = lin.fit(lin.loader(TensorDataset(emb['train'], tr_['y']), cfg.bs), cfg.epochs2)
         y_pred = _best_predictions(clf, run_dir/'linear'/'best.pt', emb['test'], lambda m, eb: m(eb), cfg.bs)
         hist = pd.concat([hist.assign(stage='contrastive'), h2.assign(stage='linear')], ignore_index=True)
-    scored = hist.dropna(subset=['test_score']).reset_index(drop=True)
-    best, last = scored.loc[scored.test_score.idxmax()], scored.iloc[-1]
+    scored = hist.dropna(subset=[sel]).reset_index(drop=True)
+    best, last = scored.loc[scored[sel].idxmax()], scored.iloc[-1]  # the first best epoch, as the Trainer's best.pt
     return dict(seed=seed, sp=best.test_sp, se=best.test_se, score=best.test_score, best_epoch=int(best.epoch),
+                select=cfg.select, val_score=best.val_score if va is not None else float('nan'),
                 last_sp=last.test_sp, last_se=last.test_se, last_score=last.test_score, history=hist,
                 y_true=te['y'], y_pred=y_pred, embeddings=emb['test'], run_dir=run_dir,
                 params_m=sum(p.numel() for p in model.backbone.parameters()) / 1e6)
@@ -208,7 +231,8 @@ def run_tag(cfg:RespiratoryConfig) -> str:
     init = 'scratch' if cfg.scratch else 'audioset'
     meta = f'_{cfg.metalabel}{cfg.lam:g}' if cfg.method == 'mscl' else ''
     ds = cfg.dataset.lower() + (f'-{cfg.mode}' if cfg.dataset.upper() == 'SPRS' else '')
-    return f'{ds}_{cfg.backbone}_{cfg.method}{meta}_{init}_{"real" if cfg.data_root else "synth"}'
+    extra = ('' if cfg.select == 'test' else f'_selval{cfg.val_frac:g}') + ('' if cfg.views_in_one_pass else '_2pass')
+    return f'{ds}_{cfg.backbone}_{cfg.method}{meta}_{init}_{"real" if cfg.data_root else "synth"}{extra}'
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c017
 def fmt_mean_std(values) -> str:
@@ -224,6 +248,7 @@ def summarize(cfg:RespiratoryConfig, runs:list) -> dict:
             'Sp': fmt_mean_std([r['sp'] for r in runs]), 'Se': fmt_mean_std([r['se'] for r in runs]),
             'Score': fmt_mean_std([r['score'] for r in runs]), '# of Params': round(runs[0]['params_m'], 1),
             'Ext. Dataset': '-' if cfg.scratch else 'AudioSet', 'n_runs': len(runs),
+            'select': 'test (seed 000)' if cfg.select == 'test' else f'val ({cfg.val_frac:.0%} of train patients)',
             'last Score': fmt_mean_std([r['last_score'] for r in runs]),
             'corpus': 'synthetic' if not cfg.data_root else str(cfg.data_root), 'epochs': cfg.epochs,
             'score_mean': float(np.mean([r['score'] for r in runs]))}
