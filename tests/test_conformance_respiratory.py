@@ -162,3 +162,17 @@ def test_step_one_pass_differs(method, kind):
         assert loss == pytest.approx(float(pin[f'{key}_loss']), rel=1e-6) and flipped == 0 and 0.01 < d_run < 1
     else:
         assert 0.05 < abs(loss / float(pin[f'{key}_loss']) - 1) < 0.5 and 0.1 < flipped < 0.9 and d_run > 0.1, (loss, flipped, d_run)
+
+# ---------------------------------------------------------------------------------------------------------------
+# 4. the run notebook on the conformance corpus: the past-end cycle is kept and listed; select='val' is recorded
+
+def test_run_icbhi_keeps_past_end_cycle_and_selects_on_val(corpus, tmp_path, shared_data):
+    import pandas as pd
+    from conftest import run_notebook
+    res = run_notebook('run_icbhi.ipynb', tmp_path, shared_data, method='sl', preset='smoke', data_root=str(corpus),
+                       select='val', val_frac=0.34, out_dir=str(tmp_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    table = pd.read_csv(tmp_path / 'icbhi_results.csv')
+    assert table['select'][0].startswith('val') and table.tag[0].endswith('_selval0.34')
+    clipped = pd.read_csv(next(tmp_path.glob('*_clipped.csv')))
+    assert len(clipped) == 1 and 'past the end' in clipped.reason[0] and clipped.path[0].endswith('Meditron.txt')

@@ -162,14 +162,14 @@ def val_split(train:dict, # `load_cycles(...)['train']`: x, y, meta, records
               frac:float=0.2, # fraction of the training patients held out
               seed:int=0,
              ) -> tuple[dict, dict]:
-    "Split the training cycles by patient into (train, val); val holds normal and abnormal cycles (redrawn until it does)."
+    "Split the training cycles by patient into (train, val): val holds normal and abnormal cycles, train keeps every class (redrawn until so)."
     pats = np.array([str(r.custom['patient']) for r in train['records']]); ids = np.unique(pats)
     if len(ids) < 2: raise ValueError(f"select='val' needs at least 2 training patients, got {len(ids)}")
     n_val, y, rng = min(max(1, round(frac * len(ids))), len(ids) - 1), train['y'].numpy(), np.random.default_rng(seed)
     for _ in range(100):
         held = np.isin(pats, rng.permutation(ids)[:n_val])
-        if (y[held] == 0).any() and (y[held] > 0).any() and (y[~held] == 0).any() and (y[~held] > 0).any(): break
-    else: raise ValueError(f'val_split: no draw of {n_val} patient(s) gives a validation split with normal and abnormal cycles')
+        if (y[held] == 0).any() and (y[held] > 0).any() and set(y[~held].tolist()) == set(y.tolist()): break
+    else: raise ValueError(f'val_split: no draw of {n_val} patient(s) leaves normal and abnormal cycles in val and every class in train')
     pick = lambda m: {k: (v[torch.from_numpy(m)] if torch.is_tensor(v) else [r for r, k_ in zip(v, m) if k_]) for k, v in train.items()}
     return pick(~held), pick(held)
 
