@@ -24,8 +24,8 @@ from ..train import Trainer, predict, load_checkpoint, update_table
 
 # %% auto #0
 __all__ = ['METHODS', 'CLASS_NAMES', 'PRESETS', 'METHOD_NAMES', 'RespiratoryConfig', 'respiratory_config', 'corpus_root',
-           'load_cycles', 'build_model', 'make_step', 'val_split', 'run_once', 'run_tag', 'fmt_mean_std', 'summarize',
-           'run_respiratory']
+           'RespiratoryMelDB', 'batch_scale', 'model_input', 'load_cycles', 'build_model', 'make_step', 'val_split',
+           'run_once', 'run_tag', 'fmt_mean_std', 'summarize', 'run_respiratory']
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c006
 METHODS = ('sl', 'scl', 'hybrid', 'mscl')
@@ -51,6 +51,8 @@ class RespiratoryConfig:
     noweights:bool=False # plain CE instead of inverse-frequency class weights
     dropout:bool=False
     seed:int=0; n_runs:int=1
+    per_clip:bool=True # min-max scale each cycle's log-mel on its own (cached once); False: over each batch, as seed 000
+                       # (the cache then holds dB log-mels, `batch_scale`d in the step and in evaluation)
     views_in_one_pass:bool=True # both SpecAugment views through the backbone as one batch (BatchNorm statistics over
                                 # 2B); False: one pass per view, as seed 000 (see the README's conformance table)
     select:str='test' # best epoch chosen on 'test' (seed 000, the paper table) or 'val': a patient-disjoint validation
@@ -97,12 +99,30 @@ def _dataset(cfg, root, split, frontend, cache, records, bad):
     if cfg.dataset.upper() == 'ICBHI': return ICBHI(root, split, **kw)
     return SPRSound(root, split, mode=cfg.mode, classes=4, **kw)
 
+# %% ../../nbs/41_recipes.respiratory.ipynb #bs00
+class RespiratoryMelDB(RespiratoryMel):
+    "`RespiratoryMel`'s dB log-mel before any scaling: what the cache holds with `per_clip=False`."
+    def forward(self, x:torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False): return self.to_db(self.mel(x.float().reshape(-1, x.shape[-1])[:, None]))
+
+def batch_scale(x:torch.Tensor, # a batch of dB log-mels (B, 1, mels, frames)
+                mean:float=0.3690, std:float=0.0255, # seed 000's `Standardize` (ICBHI official-split statistics)
+               ) -> torch.Tensor:
+    "Seed 000's `Normalize` + `Standardize`: min-max over the whole batch, then (x - mean) / std."
+    with torch.autocast(x.device.type, enabled=False):
+        x = x.float(); lo, hi = x.amin(), x.amax()
+        return ((x - lo) / (hi - lo).clamp_min(1e-6) - mean) / std
+
+def model_input(cfg:RespiratoryConfig):
+    "What the model sees of a cached batch: the batch itself (per-clip scaled), or its `batch_scale` (`per_clip=False`)."
+    return (lambda x: x) if cfg.per_clip else batch_scale
+
 # %% ../../nbs/41_recipes.respiratory.ipynb #c010
 def load_cycles(cfg:RespiratoryConfig, progress:bool=True) -> dict:
-    "{'train': {...}, 'test': {...}}: x (N,1,mels,frames), y (N,), meta (N,) and the records of each split; 'bad': the `BadFiles`."
+    "{'train': {...}, 'test': {...}}: x (N,1,mels,frames) (dB if `per_clip=False`), y (N,), meta (N,), records; 'bad': the `BadFiles`."
     with dist.main_first(): root = corpus_root(cfg)  # one writer for the synthetic corpus
     bad = BadFiles(cfg.on_bad_file); recs = _records(cfg, root, bad)
-    frontend = RespiratoryMel(sample_rate=cfg.samplerate)
+    frontend = (RespiratoryMel if cfg.per_clip else RespiratoryMelDB)(sample_rate=cfg.samplerate)
     out = {'bad': bad}
     with FeatureCache(data_dir()/'cache'/f'{cfg.dataset.lower()}_{root.name}') as cache:
         for split in ('train', 'test'):
@@ -128,14 +148,14 @@ def make_step(cfg:RespiratoryConfig, weights:torch.Tensor, generator:torch.Gener
         fm = RespiratoryMel(sample_rate=cfg.samplerate)
         aug = SpecAugment(cfg.freqmask, cfg.timemask, cfg.freqstripes, cfg.timestripes, mask_value=-fm.mean / fm.std)
         augment = lambda x: aug(x, generator=generator)
-    supcon = SupConLoss(cfg.tau)
+    supcon, prep = SupConLoss(cfg.tau), model_input(cfg)
     def ce(logits, y): return F.cross_entropy(logits.float(), y, weight=None if cfg.noweights else weights.to(logits.device))
     def contrast(m, h, e1, e2, y): return supcon(torch.stack([h(e1), h(e2)], 1).float(), y)
     def embed_views(m, x):
         v1, v2 = augment(x), augment(x)
         return m.embed(torch.cat([v1, v2])).chunk(2) if cfg.views_in_one_pass else (m.embed(v1), m.embed(v2))
     def step(m, b):
-        x, y, meta = b
+        x, y, meta = b; x = prep(x)
         if cfg.method == 'sl': return {'loss': ce(m.classify(m.embed(augment(x))), y)}
         e1, e2 = embed_views(m, x)
         if cfg.method == 'scl': return {'loss': contrast(m, m.project, e1, e2, y)}
@@ -193,7 +213,8 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
     supervised = cfg.method in ('sl', 'hybrid')
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.wd)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.t_max, eta_min=cfg.eta_min)
-    classify = lambda m, xb: m.classify(m.embed(xb.to(next(m.parameters()).device)))
+    prep = model_input(cfg)
+    classify = lambda m, xb: m.classify(m.embed(prep(xb.to(next(m.parameters()).device))))
     val = None if va is None else (va['x'], va['y'])
     trainer = Trainer(model, None, opt, sched, _evaluator(te['x'], te['y'], classify, cfg.bs, val) if supervised else None,
                       monitor=sel if supervised else None, out_dir=run_dir/'stage1',
@@ -203,7 +224,7 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
     if supervised:
         y_pred = _best_predictions(model, run_dir/'stage1'/'best.pt', te['x'], classify, cfg.bs)
         hist = hist.assign(stage='supervised')
-    embed = lambda m, b: m.embed(b[0])
+    embed = lambda m, b: m.embed(prep(b[0]))
     split_x = {'train': tr_['x'], 'test': te['x']} | ({} if va is None else {'val': va['x']})
     emb = {s: predict(model, _loader(x_, bs=cfg.bs), embed, device=trainer.device, amp=cfg.amp,
                       channels_last=cfg.channels_last) for s, x_ in split_x.items()}
@@ -231,7 +252,8 @@ def run_tag(cfg:RespiratoryConfig) -> str:
     init = 'scratch' if cfg.scratch else 'audioset'
     meta = f'_{cfg.metalabel}{cfg.lam:g}' if cfg.method == 'mscl' else ''
     ds = cfg.dataset.lower() + (f'-{cfg.mode}' if cfg.dataset.upper() == 'SPRS' else '')
-    extra = ('' if cfg.select == 'test' else f'_selval{cfg.val_frac:g}') + ('' if cfg.views_in_one_pass else '_2pass')
+    extra = (('' if cfg.select == 'test' else f'_selval{cfg.val_frac:g}') + ('' if cfg.views_in_one_pass else '_2pass')
+             + ('' if cfg.per_clip else '_batchscale'))
     return f'{ds}_{cfg.backbone}_{cfg.method}{meta}_{init}_{"real" if cfg.data_root else "synth"}{extra}'
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c017
