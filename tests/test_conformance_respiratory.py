@@ -117,6 +117,8 @@ def fixed_views(views):
 
 def param_vector(model) -> torch.Tensor: return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
+WAVE_META = [0, 1, 4, 2, 0, 3, 1, 4, 2]  # metadata labels of the 9 training cycles of the conformance corpus (step from waveforms)
+
 STEP_CASES = [('sl', 'same'), ('scl', 'same'), ('hybrid', 'same'), ('mscl', 'same'), ('scl', 'views'), ('hybrid', 'views'),
               ('mscl', 'views')]  # 'same': augmentation off; 'views': the two fixed views above
 
@@ -178,3 +180,26 @@ def test_run_icbhi_keeps_past_end_cycle_and_selects_on_val(corpus, tmp_path, sha
     assert table['select'][0].startswith('val') and table.tag[0].endswith('_selval0.34')
     clipped = pd.read_csv(next(tmp_path.glob('*_clipped.csv')))
     assert len(clipped) == 1 and 'past the end' in clipped.reason[0] and clipped.path[0].endswith('Meditron.txt')
+
+@pytest.mark.parametrize('method', ['hybrid', 'mscl'])
+def test_step_from_waveforms_equals_seed(method, cycles):
+    """The seed's whole training input path: its train_transform (mel -> min-max over the batch -> standardise,
+    SpecAugment off) on the 9 training cycles, then one step. soundlab: the dB cache (RespiratoryMelDB) and
+    per_clip=False, views_in_one_pass=False. Measured: loss rel <= 1.7e-7, weights <= 1.2e-4 lr, BN buffers 0."""
+    from soundlab.recipes.respiratory import respiratory_config, make_step, RespiratoryMelDB
+    from soundlab.losses import class_weights
+    from soundlab.train import Trainer
+    pin = np.load(PINS / 'respiratory_step.npz'); (out, _) = cycles
+    recs, waves = out['train']
+    model = step_inputs()[0]; before = param_vector(model)
+    cfg = respiratory_config('paper', method=method, per_clip=False, views_in_one_pass=False, amp=False, channels_last=False)
+    weights = class_weights(torch.repeat_interleave(torch.arange(4), torch.tensor(SEED_CLASS_COUNTS)), 4)
+    tr = Trainer(model, make_step(cfg, weights, None, augment=lambda v: v), torch.optim.Adam(model.parameters(), lr=LR, weight_decay=WD),
+                 device='cpu', amp=False, progress=False)
+    batch = (RespiratoryMelDB()(waves), torch.tensor([r.labels for r in recs]), torch.tensor(WAVE_META))
+    loss = tr.train_epoch([batch])['train_loss']
+    delta = ((param_vector(model) - before) / LR).numpy()
+    running = torch.cat([b.reshape(-1).float() for n, b in model.named_buffers() if 'running' in n]).numpy()
+    assert loss == pytest.approx(float(pin[f'wave_{method}_loss']), rel=1e-6)
+    assert _maxdiff(delta[::STRIDE], pin[f'wave_{method}_delta_sub']) <= 1e-2
+    assert _maxdiff(running, pin[f'wave_{method}_running']) <= 1e-4
