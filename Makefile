@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 METHOD ?= mscl
 
-.PHONY: install demo test export-check nbtest pytest bench clean-nbs lab
+.PHONY: install demo test export-check nbtest pytest bench clean-nbs lab lab-flags docs docs-check
 
 $(VENV)/.installed: constraints.txt setup.py settings.ini
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -41,5 +41,10 @@ bench: install  # every benchmark, one after the other (each prints its table an
 clean-nbs: install
 	$(BIN)/nbdev_clean
 
+# JupyterLab refuses to run as root (most containers) unless told: --allow-root only when the user id is 0
+LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: install
-	$(BIN)/jupyter lab nbs
+	$(BIN)/jupyter lab nbs $(LAB_FLAGS)
+
+lab-flags:  # the flags `make lab` passes (tests/test_lab.py starts the server with them)
+	@echo $(LAB_FLAGS)
