@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 METHOD ?= mscl
 
-.PHONY: install demo test export-check nbtest pytest bench clean-nbs lab lab-flags docs docs-check
+.PHONY: install demo test export-check nbtest pytest bench clean-nbs lab lab-flags docs docs-check docs-chromium
 
 $(VENV)/.installed: constraints.txt setup.py settings.ini
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -48,3 +48,23 @@ lab: install
 
 lab-flags:  # the flags `make lab` passes (tests/test_lab.py starts the server with them)
 	@echo $(LAB_FLAGS)
+
+# documentation site from the notebooks (Sphinx + MyST-NB, offline; see docs/conf.py) -> _docs/index.html
+docs: install
+	$(PY) docs/build.py --out _docs
+
+# read the site as a reader would: internal link check, then headless-Chromium screenshots of a home, a library and a
+# result page into _proc/screenshots/ (Debian's browser: `make docs-chromium` as root installs it)
+CHROMIUM ?= chromium
+docs-check: docs
+	$(PY) docs/linkcheck.py _docs
+	@command -v $(CHROMIUM) >/dev/null || { echo "no $(CHROMIUM): run make docs-chromium"; exit 1; }
+	mkdir -p _proc/screenshots
+	for p in index train run_icbhi; do \
+	  $(CHROMIUM) --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
+	    --disable-sync --no-first-run --hide-scrollbars --window-size=1280,1600 \
+	    --screenshot=_proc/screenshots/$$p.png file://$(CURDIR)/_docs/$$p.html 2>/dev/null || exit 1; done
+	@ls -l _proc/screenshots
+
+docs-chromium:
+	apt-get update && apt-get install -y chromium
