@@ -9,7 +9,7 @@
     python docs/build.py [--out _docs] [--stage _proc/docs] [-j 2]
 """
 from __future__ import annotations
-import argparse, ast, base64, configparser, copy, importlib, inspect, json, re, shutil, subprocess, sys, time
+import argparse, ast, base64, configparser, copy, importlib, inspect, json, os, re, shutil, subprocess, sys, time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -206,7 +206,7 @@ def stage(stage_dir: Path) -> dict:
     _write(stage_dir / 'index.md', readme + '\n\n## This site\n\n- [Library reference](library.md): one page per module.\n'
            '- [Results](results.md): the result notebooks with their outputs.\n\n'
            '```{toctree}\n:hidden:\n:maxdepth: 1\n\nlibrary\nresults\n```\n')
-    keep = {f'{n}.ipynb' for k in rows.values() for n, _, _ in k} | {'library.md', 'results.md', 'index.md', '.doctrees'}
+    keep = {f'{n}.ipynb' for k in rows.values() for n, _, _ in k} | {'library.md', 'results.md', 'index.md', '_build'}
     for f in stage_dir.iterdir():
         if f.name not in keep: shutil.rmtree(f) if f.is_dir() else f.unlink()
     return {k: [n for n, _, _ in v] for k, v in rows.items()}
@@ -215,9 +215,15 @@ def build(out: Path = REPO / '_docs', stage_dir: Path = REPO / '_proc' / 'docs',
     "Stage the sources and run Sphinx into `out`; raises CalledProcessError when Sphinx fails."
     t0 = time.time()
     pages = stage(Path(stage_dir))
-    cmd = [sys.executable, '-m', 'sphinx', '-b', 'html', '-c', str(REPO / 'docs'), '-d', str(Path(stage_dir) / '.doctrees'),
-           '-j', str(jobs), *(['-q'] if quiet else []), str(stage_dir), str(out)]
-    subprocess.run(cmd, check=True, cwd=REPO, env={**__import__('os').environ, 'PYTHONPATH': str(REPO)})
+    # Sphinx writes into <stage>/_build/html (MyST-NB puts its image folder next to the HTML folder, so not next to
+    # _docs/ in the repository), then the finished site is copied to `out`
+    html = Path(stage_dir) / '_build' / 'html'
+    cmd = [sys.executable, '-m', 'sphinx', '-b', 'html', '-c', str(REPO / 'docs'), '-d', str(Path(stage_dir) / '_build' / 'doctrees'),
+           '-j', str(jobs), *(['-q'] if quiet else []), str(stage_dir), str(html)]
+    subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, 'PYTHONPATH': str(REPO)})
+    out = Path(out)
+    if out.exists(): shutil.rmtree(out)
+    shutil.copytree(html, out, ignore=shutil.ignore_patterns('.buildinfo', '_sources'))
     print(f'docs: {len(pages["library"])} library pages, {len(pages["results"])} result pages -> {out}/index.html '
           f'({time.time() - t0:.0f} s)')
     return pages
