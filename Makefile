@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 METHOD ?= mscl
 
-.PHONY: install demo test export-check nbtest pytest bench clean-nbs lab lab-flags docs docs-check docs-chromium
+.PHONY: install demo test export-check nbtest pytest bench clean-nbs lab lab-flags docs docs-check docs-chromium figures
 
 $(VENV)/.installed: constraints.txt setup.py settings.ini
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -68,3 +68,9 @@ docs-check: docs
 
 docs-chromium:
 	apt-get update && apt-get install -y chromium
+
+# every result notebook's demo preset into figures/ (tables, figures, executed copies) through soundlab.sweep,
+# WORKERS notebooks at a time; long (the sum of the demo runs, see README); tools/make_figures.py --only NAME for one
+WORKERS ?= $(shell nproc)
+figures: install
+	$(PY) tools/make_figures.py --workers $(WORKERS)

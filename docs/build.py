@@ -149,7 +149,8 @@ def stage_result(nb_path: Path, pages: dict, base: str) -> dict:
         c['metadata'] = {k: v for k, v in c.get('metadata', {}).items() if k == 'tags'}
         # the run notebooks save their plots to figures/ and close them (the stored output is '<Figure size ...>'):
         # show the saved PNGs in their place
-        figs = _figure_files(body, nb_path.stem.removeprefix('run_')) if copy_ else []
+        shown = any(k.startswith('image/') for o in c['outputs'] for k in o.get('data', {}))
+        figs = _figure_files(body, nb_path.stem.removeprefix('run_')) if copy_ and not shown else []
         if figs:
             c['outputs'] = [o for o in c['outputs'] if not ''.join(o.get('data', {}).get('text/plain', '')).startswith('<Figure')]
             c['outputs'] += [_png_output(f) for f in figs]
