@@ -196,7 +196,8 @@ def stage(stage_dir: Path) -> dict:
             title, desc = _title_and_desc(nb)
             rows[kind].append((pages[p.stem], title or p.stem, desc))
     toc = lambda key: '\n'.join(n for n, _, _ in rows[key])
-    table = lambda key: '\n'.join(f'| [{t}]({n}.ipynb) | {d.replace("|", "/")} |' for n, t, d in rows[key])
+    label = lambda key, n, t: f'`soundlab.{n}`' if key == 'library' else t
+    table = lambda key: '\n'.join(f'| [{label(key, n, t)}]({n}.ipynb) | {d.replace("|", "/")} |' for n, t, d in rows[key])
     _write(stage_dir / 'library.md', '# Library reference\n\nOne page per library notebook (`nbs/NN_*.ipynb`): its prose, '
            'the API of what it exports (signatures with parameter comments, docstrings) and its tests and examples.\n\n'
            f'| module | what it does |\n|---|---|\n{table("library")}\n\n```{{toctree}}\n:hidden:\n\n{toc("library")}\n```\n')
