@@ -1,13 +1,15 @@
 "`make docs`: the site builds offline from the notebooks, has its key pages, and no internal link is broken."
-import importlib.util, json, sys
+import importlib.util, json
 from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 _missing = [m for m in ('sphinx', 'myst_nb', 'furo') if importlib.util.find_spec(m) is None]
 if _missing: pytest.skip(f'docs toolchain not installed ({", ".join(_missing)}): make install', allow_module_level=True)
-sys.path.insert(0, str(REPO / 'docs'))
-import build as docs_build, linkcheck  # docs/build.py, docs/linkcheck.py
+def _load(name):  # docs/<name>.py by path (docs/build.py must not be confused with the `build` package)
+    spec = importlib.util.spec_from_file_location(f'soundlab_docs_{name}', REPO / 'docs' / f'{name}.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod); return mod
+docs_build, linkcheck = _load('build'), _load('linkcheck')
 
 @pytest.fixture(scope='module')
 def site(tmp_path_factory):
