@@ -220,8 +220,8 @@ def build(out: Path = REPO / '_docs', stage_dir: Path = REPO / '_proc' / 'docs',
     # Sphinx writes into <stage>/_build/html (MyST-NB puts its image folder next to the HTML folder, so not next to
     # _docs/ in the repository), then the finished site is copied to `out`
     html = Path(stage_dir) / '_build' / 'html'
-    cmd = [sys.executable, '-m', 'sphinx', '-b', 'html', '-c', str(REPO / 'docs'), '-d', str(Path(stage_dir) / '_build' / 'doctrees'),
-           '-j', str(jobs), *(['-q'] if quiet else []), str(stage_dir), str(html)]
+    cmd = [sys.executable, '-m', 'sphinx', '-b', 'html', '-c', str(REPO / 'docs'),
+           '-d', str(Path(stage_dir) / '_build' / 'doctrees'), '-j', str(jobs), *(['-q'] if quiet else []), str(stage_dir), str(html)]
     subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, 'PYTHONPATH': str(REPO)})
     out = Path(out)
     if out.exists(): shutil.rmtree(out)

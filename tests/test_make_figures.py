@@ -16,9 +16,10 @@ def test_every_run_notebook_has_a_job(tmp_path):
 
 def test_make_figures_runs_a_notebook(tmp_path, shared_data):
     figs = tmp_path / 'figures'; figs.mkdir()
-    r = subprocess.run([sys.executable, str(REPO / 'tools' / 'make_figures.py'), '--only', 'run_speechcommands', '--preset', 'smoke',
-                        '--fig-dir', str(figs), '--state-dir', str(tmp_path / 'state'), '--workers', '1'],
-                       cwd=REPO, env={**os.environ, 'SOUNDLAB_DATA': str(shared_data)}, capture_output=True, text=True, timeout=900)
+    cmd = [sys.executable, str(REPO / 'tools' / 'make_figures.py'), '--only', 'run_speechcommands', '--preset', 'smoke',
+           '--fig-dir', str(figs), '--state-dir', str(tmp_path / 'state'), '--workers', '1']
+    r = subprocess.run(cmd, cwd=REPO, env={**os.environ, 'SOUNDLAB_DATA': str(shared_data)}, capture_output=True, text=True,
+                       timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert 'run_speechcommands' in r.stdout and 'ok' in r.stdout
     executed = json.loads((figs / 'run_speechcommands_smoke.ipynb').read_text())

@@ -1,4 +1,4 @@
-"End-to-end: nbs/run_speechcommands.ipynb through papermill on its synthetic corpus (smoke preset); a rerun writes the same tables."
+"nbs/run_speechcommands.ipynb through papermill on its synthetic corpus (smoke preset); a rerun writes the same tables."
 import pandas as pd
 import pytest
 from conftest import run_notebook

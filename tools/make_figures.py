@@ -56,7 +56,8 @@ def main(argv=None):
     print(status[['name', 'status', 'seconds']].to_string(index=False))
     print(f'make figures: {len(jobs)} notebooks in {(time.time() - t0) / 60:.1f} min with {a.workers} worker(s)')
     failed = status[status.returncode != 0]
-    for _, r in failed.iterrows(): print(f"--- {r['name']} failed (log: {Path(a.state_dir) / 'runs' / r['name'] / 'log.txt'}):\n{r['error']}")
+    for _, r in failed.iterrows():
+        print(f"--- {r['name']} failed (log: {Path(a.state_dir) / 'runs' / r['name'] / 'log.txt'}):\n{r['error']}")
     sys.exit(1 if len(failed) else 0)
 
 if __name__ == '__main__':
