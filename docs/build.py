@@ -46,10 +46,12 @@ def render_doc(obj, name: str, level: int = 3) -> str:
         try: sig = f'{name}{inspect.signature(obj)}'
         except (TypeError, ValueError): sig = name
         md = f"{'#' * level} {name}\n\n```python\n{sig}\n```\n\n{inspect.getdoc(obj) or ''}"
-    lines = [l for l in md.strip().splitlines() if not l.startswith('[source](')]
+    # drop the Quarto-only source link, and the docstring of `function.__call__` show_doc gives undocumented functions
+    lines = [l for l in md.strip().splitlines() if not l.startswith('[source](') and l != '*Call self as a function.*']
     if inspect.isclass(obj): lines = [f'class {l[4:]}' if l.startswith(f'def {name}') else l for l in lines]
     while lines and lines[0].strip() in ('', '---'): lines.pop(0)
-    return '\n'.join(lines).replace('```python\n\n', '```python\n').replace('\n\n\n```', '\n```')
+    md = '\n'.join(lines).replace('```python\n\n', '```python\n').replace('\n\n\n```', '\n```')
+    return re.sub(r'\(\n\s*\n\)', '()', md)  # show_doc's empty argument list
 
 def _decorators(node): return [ast.unparse(d) for d in getattr(node, 'decorator_list', [])]
 
@@ -57,8 +59,24 @@ def api_entries(src: str, mod) -> list[str]:
     "API entries for the public names an exported cell defines in module `mod` (classes with their public methods)."
     try: tree = ast.parse(src)
     except SyntaxError: return []
-    out = []
+    out, done = [], set()
+    def method(cls_name, attr):  # Cls.attr, documented once
+        cls = getattr(mod, cls_name, None)
+        m = inspect.getattr_static(cls, attr, None) if inspect.isclass(cls) and f'{cls_name}.{attr}' not in done else None
+        if isinstance(m, (staticmethod, classmethod)): m = m.__func__
+        if isinstance(m, property):
+            doc = m.__doc__ or (m.fget.__doc__ if m.fget else '') or ''
+            out.append(f'#### {cls_name}.{attr}\n\n```python\n{cls_name}.{attr}  # property\n```' + (f'\n\n*{doc}*' if doc else ''))
+            done.add(f'{cls_name}.{attr}')
+        elif callable(m): out.append(render_doc(m, f'{cls_name}.{attr}', 4)); done.add(f'{cls_name}.{attr}')
+        return m
     for node in tree.body:
+        if isinstance(node, ast.Assign):  # `Cls.a, Cls.b = _a, _b`: functions attached to a class under public names
+            for t in node.targets:
+                for a in (t.elts if isinstance(t, ast.Tuple) else [t]):
+                    if isinstance(a, ast.Attribute) and isinstance(a.value, ast.Name) and not a.attr.startswith('_'):
+                        method(a.value.id, a.attr)
+            continue
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or node.name.startswith('_'):
             continue
         # a method added to a class after its definition: `@patch def f(self:Cls, ...)` or `def f(self:Cls, ...)` with
@@ -67,12 +85,10 @@ def api_entries(src: str, mod) -> list[str]:
         if first is not None and first.annotation is not None and (first.arg in ('self', 'cls') or
                                                                    any(d.startswith('patch') for d in _decorators(node))):
             cls_name = ast.unparse(first.annotation).strip('()').split('|')[0].strip()
-            cls = getattr(mod, cls_name, None)
-            obj = inspect.getattr_static(cls, node.name, None) if inspect.isclass(cls) else None
-            if isinstance(obj, (staticmethod, classmethod)): obj = obj.__func__
-            if isinstance(obj, property): obj = obj.fget
-            obj = obj if obj is not None else getattr(mod, node.name, None)
-            if obj is not None: out.append(render_doc(obj, f'{cls_name}.{node.name}', 4))
+            if method(cls_name, node.name) is None and f'{cls_name}.{node.name}' not in done:
+                # attached later under this name (`Cls.f = f` in a later cell): document it here under Cls.f
+                obj = getattr(mod, node.name, None)
+                if callable(obj): out.append(render_doc(obj, f'{cls_name}.{node.name}', 4)); done.add(f'{cls_name}.{node.name}')
             continue
         obj = getattr(mod, node.name, None)
         if obj is None: continue
@@ -80,10 +96,7 @@ def api_entries(src: str, mod) -> list[str]:
         if isinstance(node, ast.ClassDef):
             for sub in node.body:
                 if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)) and not sub.name.startswith('_'):
-                    m = inspect.getattr_static(obj, sub.name, None)
-                    if isinstance(m, (staticmethod, classmethod)): m = m.__func__
-                    if isinstance(m, property): m = m.fget
-                    if m is not None: out.append(render_doc(m, f'{node.name}.{sub.name}', 4))
+                    method(node.name, sub.name)
     return out
 
 def _relink(text: str, pages: dict[str, str], base: str) -> str:

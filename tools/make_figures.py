@@ -32,8 +32,10 @@ def figure_jobs(fig_dir=REPO / 'figures', state_dir=REPO / '_proc' / 'figures', 
         d = state_dir / 'runs' / nb
         # the notebooks write to <repo>/figures by default: no machine-specific path in the committed copies
         where = {} if fig_dir == (REPO / 'figures').resolve() else {'out_dir': str(fig_dir)}
+        output = fig_dir / f'{nb}_{tag if preset == "demo" else preset}.ipynb'
+        output = output.relative_to(REPO) if output.is_relative_to(REPO) else output  # papermill runs in the repo
         out.append(dict(name=nb, notebook=f'nbs/{nb}.ipynb', params={**params, 'preset': preset, **where}, dir=str(d),
-                        output=str(fig_dir / f'{nb}_{tag if preset == "demo" else preset}.ipynb')))
+                        output=str(output)))
     return out
 
 def main(argv=None):
