@@ -64,6 +64,9 @@ docs-check: docs
 	  $(CHROMIUM) --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
 	    --disable-sync --no-first-run --hide-scrollbars --window-size=1280,1600 \
 	    --screenshot=_proc/screenshots/$$p.png file://$(CURDIR)/_docs/$$p.html 2>/dev/null || exit 1; done
+	$(CHROMIUM) --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
+	  --disable-sync --no-first-run --hide-scrollbars --window-size=1280,9000 \
+	  --screenshot=_proc/screenshots/run_icbhi_full.png file://$(CURDIR)/_docs/run_icbhi.html 2>/dev/null  # its figures
 	@ls -l _proc/screenshots
 
 docs-chromium:
