@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 METHOD ?= mscl
 
-.PHONY: install demo test export-check nbtest pytest bench clean-nbs lab
+.PHONY: install demo test export-check nbtest pytest bench clean-nbs lab lab-flags docs docs-check docs-chromium figures
 
 $(VENV)/.installed: constraints.txt setup.py settings.ini
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -41,5 +41,39 @@ bench: install  # every benchmark, one after the other (each prints its table an
 clean-nbs: install
 	$(BIN)/nbdev_clean
 
+# JupyterLab refuses to run as root (most containers) unless told: --allow-root only when the user id is 0
+LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: install
-	$(BIN)/jupyter lab nbs
+	$(BIN)/jupyter lab nbs $(LAB_FLAGS)
+
+lab-flags:  # the flags `make lab` passes (tests/test_lab.py starts the server with them)
+	@echo $(LAB_FLAGS)
+
+# documentation site from the notebooks (Sphinx + MyST-NB, offline; see docs/conf.py) -> _docs/index.html
+docs: install
+	$(PY) docs/build.py --out _docs
+
+# read the site as a reader would: internal link check, then headless-Chromium screenshots of a home, a library and a
+# result page into _proc/screenshots/ (Debian's browser: `make docs-chromium` as root installs it)
+CHROMIUM ?= chromium
+docs-check: docs
+	$(PY) docs/linkcheck.py _docs
+	@command -v $(CHROMIUM) >/dev/null || { echo "no $(CHROMIUM): run make docs-chromium"; exit 1; }
+	mkdir -p _proc/screenshots
+	for p in index train run_icbhi; do \
+	  $(CHROMIUM) --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
+	    --disable-sync --no-first-run --hide-scrollbars --window-size=1280,1600 \
+	    --screenshot=_proc/screenshots/$$p.png file://$(CURDIR)/_docs/$$p.html 2>/dev/null || exit 1; done
+	$(CHROMIUM) --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
+	  --disable-sync --no-first-run --hide-scrollbars --window-size=1280,9000 \
+	  --screenshot=_proc/screenshots/run_icbhi_full.png file://$(CURDIR)/_docs/run_icbhi.html 2>/dev/null  # its figures
+	@ls -l _proc/screenshots
+
+docs-chromium:
+	apt-get update && apt-get install -y chromium
+
+# every result notebook's demo preset into figures/ (tables, figures, executed copies) through soundlab.sweep,
+# WORKERS notebooks at a time; long (the sum of the demo runs, see README); tools/make_figures.py --only NAME for one
+WORKERS ?= $(shell nproc)
+figures: install
+	$(PY) tools/make_figures.py --workers $(WORKERS)
