@@ -14,9 +14,9 @@ from timm.models import adapt_input_conv
 from ..core import SoundlabError, load_torch_file
 
 # %% auto #0
-__all__ = ['IMAGE_SIZE', 'MODES', 'MIDDIM', 'MeanPooling', 'MHeadAttention', 'effnet_keys_to_timm', 'load_imagenet_weights',
-           'Conv2dStaticSame', 'make_static_same', 'EffNetAttention', 'load_psla_checkpoint', 'psla_config_of',
-           'psla_from_checkpoint']
+__all__ = ['IMAGE_SIZE', 'MODES', 'MIDDIM', 'MeanPooling', 'MHeadAttention', 'effnet_keys_to_timm', 'effnet_keys_to_pytorch',
+           'load_imagenet_weights', 'Conv2dStaticSame', 'make_static_same', 'EffNetAttention', 'load_psla_checkpoint',
+           'psla_config_of', 'psla_from_checkpoint', 'released_state_dict']
 
 # %% ../../nbs/24_models.psla.ipynb #c005
 def _init_layer(layer:nn.Linear):
@@ -78,6 +78,23 @@ def effnet_keys_to_timm(sd:dict, # an efficientnet_pytorch EfficientNet state di
             out[f'blocks.{s}.{j}.{table.get(m[2], m[2])}.{m[3]}'] = v
         else: out[f'{_EP_TOP.get(head, head)}.{rest}' if head in _EP_TOP else k] = v
     return out
+
+# %% ../../nbs/24_models.psla.ipynb #p002b
+def _ep_names(effnet:nn.Module) -> list:
+    "efficientnet_pytorch names of the tensors of timm EfficientNet `effnet` (no classifier), from its stage layout."
+    bn = lambda m: [f'{m}.{p}' for p in ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked')]
+    names, n = ['_conv_stem.weight', *bn('_bn0')], 0
+    for stage in effnet.blocks:
+        for blk in stage:
+            tab = {v: k for k, v in (_EP_BLOCK if hasattr(blk, 'conv_pwl') else _EP_BLOCK_DS).items()}
+            names += [f'_blocks.{n}.{tab[k.rpartition(".")[0]]}.{k.rpartition(".")[2]}' for k in blk.state_dict()]
+            n += 1
+    return names + ['_conv_head.weight', *bn('_bn1')]
+
+def effnet_keys_to_pytorch(sd:dict, effnet:nn.Module) -> dict:
+    "The inverse of `effnet_keys_to_timm`: timm EfficientNet keys -> efficientnet_pytorch keys (`classifier` -> `_fc`)."
+    inv = effnet_keys_to_timm({k: k for k in _ep_names(effnet)}, effnet)  # timm name -> efficientnet_pytorch name
+    return {inv.get(k, k.replace('classifier.', '_fc.')): v for k, v in sd.items()}
 
 # %% ../../nbs/24_models.psla.ipynb #c013
 def load_imagenet_weights(effnet:nn.Module, # a timm EfficientNet with one input channel and no classifier
@@ -239,3 +256,17 @@ def psla_from_checkpoint(path, mode:str='reference', **kwargs) -> tuple: # (mode
     "The `EffNetAttention` a PSLA checkpoint file describes, with its weights loaded."
     model = EffNetAttention(**psla_config_of(path), mode=mode, **kwargs)
     return model.eval(), load_psla_checkpoint(model, path)
+
+# %% ../../nbs/24_models.psla.ipynb #p011b
+def released_state_dict(model:EffNetAttention) -> dict:
+    "`model`'s weights in the seed's released layout (DataParallel `module.`, efficientnet_pytorch names, 1x1-conv heads)."
+    names, out = effnet_keys_to_pytorch({k[7:]: k for k in model.state_dict() if k.startswith('effnet.')}, model.effnet), {}
+    names = {v: k for k, v in names.items()}
+    for k, v in model.state_dict().items():
+        if k.startswith('effnet.'): out[f'module.effnet.{names[k]}'] = v
+        elif k == 'attention.head_weight': out['module.attention.head_weight'] = v
+        elif model.head_num > 1:
+            br, p = k.split('.')[1:]
+            for i, t in enumerate(v.chunk(model.head_num)): out[f'module.attention.{br}.{i}.{p}'] = t.reshape(*t.shape, 1, 1) if p == 'weight' else t
+        else: out[f'module.{k}'] = v.reshape(*v.shape, 1, 1) if k.endswith('weight') else v
+    return out
