@@ -2,7 +2,7 @@
 `soundlab-tag`'s loader and gives the seed's outputs; on CUDA, forward runs under fp16 autocast as the seed's.
 
 Pins in tests/conformance/ (made once, outside the repo, by the seed's `ASTModel` from YuanGongND/ast @31088be,
- label_dim=50, fstride=tstride=10, 128x512, model_size='tiny224', imagenet_pretrain=False, wrapped in
+label_dim=50, fstride=tstride=10, 128x512, model_size='tiny224', imagenet_pretrain=False, wrapped in
 `torch.nn.DataParallel`, eval mode, CPU fp32; shims for timm 1.0: `vit_deit_*` names -> `deit_*`, the seed's own
 unchecked `PatchEmbed` put back in place of timm's, explicit (non-fused) attention as timm 0.4.5):
   ast_tiny_ft512_keys.json        its state-dict keys and shapes (`module.v.*`, `module.mlp_head.*`, ImageNet heads kept)
