@@ -89,6 +89,11 @@ def _numpy_safe_globals() -> list:
     return [np.ndarray, np.dtype, mu.multiarray.scalar, mu.multiarray._reconstruct,
             *{type(np.dtype(t)) for t in ('f2', 'f4', 'f8', 'i4', 'i8', 'u1', 'b1')}]
 
+def _unsafe_reason(e) -> str:
+    "The line of torch's weights-only error that names the offending global."
+    lines = [l.strip() for l in str(e).splitlines() if 'GLOBAL' in l]
+    return (lines[0] if lines else str(e).splitlines()[0])[:200]
+
 def load_torch_file(path, # a file written by torch.save
                     what:str='weights', # what the file should be, for the error message
                     map_location='cpu'):
@@ -100,8 +105,9 @@ def load_torch_file(path, # a file written by torch.save
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        if 'GLOBAL' not in str(e): raise SoundlabError(path, f'not a readable {what} (UnpicklingError: {e})') from None
         raise UnsafeFileError(path, f'refused to load this {what}: it holds Python objects beyond tensors and plain '
-                              f'containers, which could run code when unpickled ({str(e).splitlines()[0][:200]})') from None
+                              f'containers, which could run code when unpickled ({_unsafe_reason(e)})') from None
     except Exception as e: raise SoundlabError(path, f'not a readable {what} ({type(e).__name__}: {e})') from None
 
 # %% ../nbs/00_core.ipynb #c017

@@ -7,6 +7,8 @@ from soundlab.infer import load_tagger, main
 from soundlab.models.psla import EffNetAttention, load_psla_checkpoint, psla_from_checkpoint
 from soundlab.models.ast import ASTModel, load_ast_weights
 from soundlab.recipes.psla import weight_average
+from soundlab.models.panns import load_panns_checkpoint
+from soundlab.models.sed import load_sed_checkpoint
 
 class Payload:
     "Unpickling this calls os.system: creates the marker file."
@@ -27,6 +29,8 @@ LOADERS = {
     'load_psla_checkpoint': lambda f: load_psla_checkpoint(EffNetAttention(3, b=0, head_num=1, mode='timm'), f),
     'psla_from_checkpoint': psla_from_checkpoint,
     'PSLA weight averaging': lambda f: weight_average([f, f]),
+    'load_panns_checkpoint': lambda f: load_panns_checkpoint(torch.nn.Linear(1, 1), f),
+    'load_sed_checkpoint': lambda f: load_sed_checkpoint(torch.nn.Linear(1, 1), f),
     'load_ast_weights': lambda f: load_ast_weights(ASTModel(3, 16, 16, 32, 32, imagenet_pretrain=False, model_size='tiny224'), f),
 }
 
