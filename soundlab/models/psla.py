@@ -104,7 +104,8 @@ def load_imagenet_weights(effnet:nn.Module, # a timm EfficientNet with one input
     "Load ImageNet weights into `effnet`: classifier dropped, one-channel stem, strict otherwise."
     path = Path(path)
     if stem not in ('sum', 'fresh'): raise ValueError(f"stem must be 'sum' or 'fresh', got {stem!r}")
-    if not path.is_file(): raise SoundlabError(path, 'no such ImageNet weight file (pretrain= must name an existing EfficientNet checkpoint; nothing is downloaded)')
+    if not path.is_file():
+        raise SoundlabError(path, 'no such ImageNet weight file (pretrain= must name an existing EfficientNet checkpoint; nothing is downloaded)')
     try: sd = timm.models.load_state_dict(str(path))  # weights_only=True (timm's default) or safetensors
     except Exception as e: raise SoundlabError(path, f'cannot read ImageNet weights ({type(e).__name__}: {str(e)[:300]})') from None
     if '_conv_stem.weight' in sd: sd = effnet_keys_to_timm(sd, effnet)
@@ -181,7 +182,8 @@ def _forward_features(self:EffNetAttention, x:torch.Tensor, # (B, time, freq) fb
     x = x.unsqueeze(1).transpose(2, 3)            # (B, 1, freq, time): the seed's image layout
     f = self.effnet.forward_features(x)           # (B, C, freq', time')
     if self.mode == 'timm': return f.mean(2).transpose(1, 2)
-    if f.shape[2] < 4: raise ValueError(f'reference mode pools 4 frequency rows, the backbone left {f.shape[2]} (input {x.shape[2]} bins; give at least 97)')
+    if f.shape[2] < 4:
+        raise ValueError(f'reference mode pools 4 frequency rows, the backbone left {f.shape[2]} (input {x.shape[2]} bins; the seed uses 128)')
     return f[:, :, :4].mean(2).transpose(1, 2)    # AvgPool2d((4, 1)) then [..., 0]: the first group of 4 rows
 
 def _forward_head(self:EffNetAttention, feats:torch.Tensor) -> torch.Tensor: return self.attention(feats)
@@ -232,7 +234,8 @@ def load_psla_checkpoint(model:EffNetAttention, # the model to fill
         sd = {f'effnet.{k}' if not k.startswith('attention.') else k: v for k, v in
               effnet_keys_to_timm({k.removeprefix('effnet.'): v for k, v in sd.items() if k.startswith('effnet.')}, model.effnet).items()} \
              | {k: v for k, v in sd.items() if not k.startswith('effnet.')}
-        if model.mode != 'reference': warnings.warn(f"{path}: a released PSLA checkpoint in a mode={model.mode!r} model; mode='reference' gives the seed's outputs")
+        if model.mode != 'reference':
+            warnings.warn(f"{path}: a released PSLA checkpoint in a mode={model.mode!r} model; mode='reference' gives the seed's outputs")
     _fit_report(path, model, sd)
     model.load_state_dict(sd, strict=True)
     return dict(path=str(path), layout=layout, tensors=len(sd), dropped=dropped)
@@ -244,10 +247,12 @@ def psla_config_of(path) -> dict:
     sd, _ = _read_psla(path)
     try:
         width = (sd.get('effnet._conv_head.weight') if 'effnet._conv_head.weight' in sd else sd['effnet.conv_head.weight']).shape[0]
-        n = len({k.split('.')[2] for k in sd if k.startswith('effnet._blocks.')} or {'.'.join(k.split('.')[2:4]) for k in sd if k.startswith('effnet.blocks.')})
+        n = len({k.split('.')[2] for k in sd if k.startswith('effnet._blocks.')}                  # released: _blocks.N
+                or {'.'.join(k.split('.')[2:4]) for k in sd if k.startswith('effnet.blocks.')})  # timm: blocks.s.j
         b = next(b for b in MIDDIM if MIDDIM[b] == width and _N_BLOCKS[b] == n)
         cla = sd['attention.cla.weight']
-    except (KeyError, StopIteration): raise SoundlabError(path, 'not a PSLA EffNetAttention checkpoint (cannot tell its EfficientNet variant or heads)') from None
+    except (KeyError, StopIteration):
+        raise SoundlabError(path, 'not a PSLA EffNetAttention checkpoint (cannot tell its EfficientNet variant or heads)') from None
     heads = len(sd['head_weight']) if 'head_weight' in sd else (len(sd['attention.head_weight']) if 'attention.head_weight' in sd else
                                                                  1 if 'attention.att.weight' in sd else 0)
     return dict(b=b, head_num=heads, label_dim=cla.shape[0] // max(heads, 1))
@@ -267,6 +272,7 @@ def released_state_dict(model:EffNetAttention) -> dict:
         elif k == 'attention.head_weight': out['module.attention.head_weight'] = v
         elif model.head_num > 1:
             br, p = k.split('.')[1:]
-            for i, t in enumerate(v.chunk(model.head_num)): out[f'module.attention.{br}.{i}.{p}'] = t.reshape(*t.shape, 1, 1) if p == 'weight' else t
+            for i, t in enumerate(v.chunk(model.head_num)):
+                out[f'module.attention.{br}.{i}.{p}'] = t.reshape(*t.shape, 1, 1) if p == 'weight' else t
         else: out[f'module.{k}'] = v.reshape(*v.shape, 1, 1) if k.endswith('weight') else v
     return out
