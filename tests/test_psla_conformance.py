@@ -37,7 +37,6 @@ def released(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def model(released):
-    torch.set_num_threads(max(torch.get_num_threads(), 2))
     m, rep = psla_from_checkpoint(released)
     assert rep['layout'].startswith('released') and (m.b, m.head_num, m.label_dim, m.mode) == (2, 4, 527, 'reference')
     return m
