@@ -11,7 +11,8 @@ import torch
 
 # %% auto #0
 __all__ = ['SoundlabError', 'AudioError', 'DatasetError', 'seed_everything', 'repo_root', 'data_dir', 'fixtures_dir',
-           'atomic_write', 'config_digest', 'get_device', 'cpu_has_bf16', 'autocast_dtype']
+           'atomic_write', 'config_digest', 'UnsafeFileError', 'load_torch_file', 'get_device', 'cpu_has_bf16',
+           'autocast_dtype']
 
 # %% ../nbs/00_core.ipynb #c005
 class SoundlabError(ValueError):
@@ -77,6 +78,37 @@ def config_digest(d, # JSON-able settings (dict keys in any order; other objects
                  ) -> str:
     "A short, order-independent SHA-1 digest of `d`: the suffix of a run folder's name."
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+# %% ../nbs/00_core.ipynb #cs02
+class UnsafeFileError(SoundlabError):
+    "A weight/checkpoint file that would run code when unpickled (refused, never executed)."
+
+def _numpy_safe_globals() -> list:
+    "numpy arrays and scalars (pure data), which soundlab's own checkpoints may hold in their history/metrics."
+    mu = getattr(np, '_core', None) or np.core
+    return [np.ndarray, np.dtype, mu.multiarray.scalar, mu.multiarray._reconstruct,
+            *{type(np.dtype(t)) for t in ('f2', 'f4', 'f8', 'i4', 'i8', 'u1', 'b1')}]
+
+def _unsafe_reason(e) -> str:
+    "The line of torch's weights-only error that names the offending global."
+    lines = [l.strip() for l in str(e).splitlines() if 'GLOBAL' in l]
+    return (lines[0] if lines else str(e).splitlines()[0])[:200]
+
+def load_torch_file(path, # a file written by torch.save
+                    what:str='weights', # what the file should be, for the error message
+                    map_location='cpu'):
+    "`torch.load(path, weights_only=True)` (numpy data allowed); `UnsafeFileError` for a file that would run code."
+    import pickle
+    path = Path(path)
+    if not path.is_file(): raise SoundlabError(path, f'no such {what} file')
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if 'GLOBAL' not in str(e): raise SoundlabError(path, f'not a readable {what} (UnpicklingError: {e})') from None
+        raise UnsafeFileError(path, f'refused to load this {what}: it holds Python objects beyond tensors and plain '
+                              f'containers, which could run code when unpickled ({_unsafe_reason(e)})') from None
+    except Exception as e: raise SoundlabError(path, f'not a readable {what} ({type(e).__name__}: {e})') from None
 
 # %% ../nbs/00_core.ipynb #c017
 def get_device(device:str='auto') -> torch.device:

@@ -12,14 +12,16 @@ import soundfile as sf
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from .core import AudioError, SoundlabError, get_device
+from .core import AudioError, SoundlabError, get_device, load_torch_file
 from .audio import audio_info, resample
 from .features import KaldiFbank
 from .data.tagging import read_label_csv, AUDIOSET_MEAN, AUDIOSET_STD
 from .models.ast import ASTModel, AST_SIZES, checkpoint_filter_fn, ast_grid
+from .models.psla import EffNetAttention, psla_from_checkpoint
 
 # %% auto #0
-__all__ = ['stream_windows', 'model_frames', 'WindowInput', 'tag', 'load_tagger', 'parse_args', 'main']
+__all__ = ['PSLA_NORM', 'PSLA_FRAMES', 'stream_windows', 'model_frames', 'WindowInput', 'tag', 'load_tagger', 'tagger_defaults',
+           'parse_args', 'main']
 
 # %% ../nbs/50_infer.ipynb #c006
 def stream_windows(path, # any file soundfile reads (wav, flac, ogg, mp3, ...)
@@ -116,17 +118,9 @@ def tag(path, # an audio file of any length
     return df
 
 # %% ../nbs/50_infer.ipynb #c019
-def load_tagger(checkpoint, # .pth/.pt: AST AudioSet layout or a soundlab checkpoint of an ASTModel
-                fstride:int=10, tstride:int=10, input_fdim:int=128,
-                input_tdim:int|None=None, # default: the shortest input that gives the checkpoint's grid
-               ) -> ASTModel:
-    "An ASTModel with the checkpoint's weights, in eval mode."
-    path = Path(checkpoint)
-    if not path.is_file(): raise SoundlabError(path, 'no such checkpoint')
-    sd = torch.load(path, map_location='cpu', weights_only=False)
-    sd = sd.get('model', sd.get('state_dict', sd)) if isinstance(sd, dict) else sd
-    sd = {k.removeprefix('module.'): v for k, v in sd.items()}
-    if 'v.pos_embed' not in sd: raise SoundlabError(path, 'not an AST checkpoint (no v.pos_embed); tag other models with soundlab.infer.tag from Python')
+PSLA_NORM, PSLA_FRAMES = (-4.6476, 4.5699), 1056  # the seed's fbank statistics and AudioSet input length
+
+def _load_ast(path, sd, fstride, tstride, input_fdim, input_tdim) -> ASTModel:
     d, n = sd['v.pos_embed'].shape[-1], sd['v.pos_embed'].shape[1] - 2
     size = {192: 'tiny224', 384: 'small224', 768: 'base384'}[d]
     f = ast_grid(fstride, tstride, input_fdim, 16)[0]
@@ -136,18 +130,41 @@ def load_tagger(checkpoint, # .pth/.pt: AST AudioSet layout or a soundlab checkp
     if (m.f_dim, m.t_dim) != (f, n // f): raise SoundlabError(path, f'input_tdim={tdim} gives a {m.f_dim}x{m.t_dim} grid, the checkpoint has {n} patches')
     m.load_state_dict(checkpoint_filter_fn(sd, m, src_grid=(f, n // f))); return m.eval()
 
+def load_tagger(checkpoint, # .pth/.pt: an AST (AudioSet layout, fine-tuned, soundlab) or PSLA (released, soundlab) checkpoint
+                fstride:int=10, tstride:int=10, input_fdim:int=128, # AST strides and bins
+                input_tdim:int|None=None, # AST: default the shortest input giving the checkpoint's grid; PSLA: default 1056
+               ) -> nn.Module:
+    "The AST or PSLA model a checkpoint holds, with its weights, in eval mode."
+    path = Path(checkpoint)
+    if not path.is_file(): raise SoundlabError(path, 'no such checkpoint')
+    sd = load_torch_file(path, 'checkpoint')
+    for k in ('model', 'state_dict'):
+        if isinstance(sd, dict) and isinstance(sd.get(k), dict): sd = sd[k]
+    sd = {k.removeprefix('module.'): v for k, v in sd.items()} if isinstance(sd, dict) else {}
+    if 'v.pos_embed' in sd: return _load_ast(path, sd, fstride, tstride, input_fdim, input_tdim)
+    if any(k.startswith('effnet.') for k in sd):
+        m, _ = psla_from_checkpoint(path); m.input_tdim = input_tdim or PSLA_FRAMES  # `model_frames` reads it
+        return m
+    raise SoundlabError(path, 'neither an AST (v.pos_embed) nor a PSLA (effnet.*) checkpoint; tag other models with soundlab.infer.tag from Python')
+
+def tagger_defaults(model:nn.Module) -> dict:
+    "{'norm': (mean, std), 'activation'} to tag with `model` (AST or PSLA)."
+    if isinstance(model, EffNetAttention): return dict(norm=PSLA_NORM, activation=None)
+    return dict(norm=(AUDIOSET_MEAN, AUDIOSET_STD), activation='sigmoid')
+
 # %% ../nbs/50_infer.ipynb #c022
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog='soundlab-tag', description='Tag an audio file of any length with an AST checkpoint (sliding windows).')
+    p = argparse.ArgumentParser(prog='soundlab-tag', description='Tag an audio file of any length with an AST or PSLA checkpoint (sliding windows).')
     p.add_argument('file', help='audio file (wav, flac, ogg, mp3, ...)')
-    p.add_argument('--checkpoint', required=True, help='AST checkpoint: the published AudioSet one or a soundlab best.pt')
+    p.add_argument('--checkpoint', required=True, help='AST (AudioSet, fine-tuned, soundlab best.pt) or PSLA (released as_mdl_*.pth / fsd_mdl_*.pth, soundlab best.pt) checkpoint')
     p.add_argument('--labels', default=None, help='class_labels_indices.csv (index,mid,display_name)')
     p.add_argument('--fstride', type=int, default=10); p.add_argument('--tstride', type=int, default=10)
-    p.add_argument('--input-tdim', type=int, default=None, help='model input frames (default: from the checkpoint)')
+    p.add_argument('--input-tdim', type=int, default=None, help='model input frames (default: AST from the checkpoint, PSLA 1056)')
     p.add_argument('--window', type=float, default=None, help='window (s); default: the model input length')
     p.add_argument('--hop', type=float, default=None, help='hop (s); default: half a window')
-    p.add_argument('--norm-mean', type=float, default=AUDIOSET_MEAN); p.add_argument('--norm-std', type=float, default=AUDIOSET_STD)
-    p.add_argument('--activation', default='sigmoid', choices=['sigmoid', 'softmax'])
+    p.add_argument('--norm-mean', type=float, default=None, help='fbank mean (default: the model family\'s)')
+    p.add_argument('--norm-std', type=float, default=None, help='fbank std (default: the model family\'s)')
+    p.add_argument('--activation', default=None, choices=['sigmoid', 'softmax', 'none'], help='default: sigmoid for AST, none for PSLA')
     p.add_argument('--top-k', type=int, default=3); p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--device', default='auto'); p.add_argument('--out', default=None, help='CSV to write (per window + whole file)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
@@ -158,8 +175,10 @@ def main(argv=None) -> int:
     "The `soundlab-tag` entry point."
     a = parse_args(argv)
     try:
-        model = load_tagger(a.checkpoint, a.fstride, a.tstride, input_tdim=a.input_tdim)
-        df = tag(a.file, model, a.labels, a.window, a.hop, norm=(a.norm_mean, a.norm_std), activation=a.activation,
+        model = load_tagger(a.checkpoint, a.fstride, a.tstride, input_tdim=a.input_tdim); dflt = tagger_defaults(model)
+        norm = (dflt['norm'][0] if a.norm_mean is None else a.norm_mean, dflt['norm'][1] if a.norm_std is None else a.norm_std)
+        act = dflt['activation'] if a.activation is None else None if a.activation == 'none' else a.activation
+        df = tag(a.file, model, a.labels, a.window, a.hop, norm=norm, activation=act,
                  top_k=a.top_k, batch_size=a.batch_size, device=a.device, progress=not a.quiet)
     except (SoundlabError, ValueError) as e:
         print(f'soundlab-tag: error: {e}', file=sys.stderr); return 2

@@ -33,11 +33,13 @@ def save_checkpoint(path, # the .pt file to (over)write
     return Path(path)
 
 def load_checkpoint(path, map_location='cpu', required=('model',)) -> dict:
-    "Load a checkpoint written by `save_checkpoint`, with a clear error for a missing/corrupt file."
+    "Load a checkpoint written by `save_checkpoint` (weights_only: a file that would run code is refused), with a clear error for a missing/corrupt file."
+    from soundlab.core import load_torch_file, UnsafeFileError
     path = Path(path)
     if not path.exists(): raise CheckpointError(path, 'no such checkpoint')
-    try: state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e: raise CheckpointError(path, f'corrupt or truncated checkpoint ({type(e).__name__}: {e})') from e
+    try: state = load_torch_file(path, 'checkpoint', map_location)
+    except UnsafeFileError: raise
+    except SoundlabError as e: raise CheckpointError(path, 'corrupt or truncated checkpoint' + e.problem.removeprefix('not a readable checkpoint')) from None
     missing = [k for k in required if not (isinstance(state, dict) and k in state)]
     if missing: raise CheckpointError(path, f'not a soundlab checkpoint: missing {missing}')
     return state

@@ -136,6 +136,7 @@ class TaggingDataset(Dataset):
                  cache=None, # a FeatureCache (or a folder for one) for un-mixed fbanks; None: no cache
                  split:str='train', # split name of the records when read from a datafile
                  on_bad_file:str|BadFiles='raise', # bad clips (undecodable, silent, NaN fbank): see `precompute`
+                 stereo:str='mix', # multi-channel files: 'mix' (average the channels) or 'first' (the seeds': demean all, keep channel 0)
                 ):
         if isinstance(records, (str, Path)):
             if label_csv is None: raise ValueError('TaggingDataset: a datafile needs its label_csv')
@@ -143,7 +144,8 @@ class TaggingDataset(Dataset):
         if n_classes is None:
             if label_csv is None: raise ValueError('TaggingDataset: give n_classes or label_csv')
             n_classes = len(read_label_csv(label_csv))
-        self.records, self.n_classes, self.bad = list(records), n_classes, bad_files(on_bad_file)
+        if stereo not in ('mix', 'first'): raise ValueError(f"stereo must be 'mix' or 'first', got {stereo!r}")
+        self.records, self.n_classes, self.bad, self.stereo = list(records), n_classes, bad_files(on_bad_file), stereo
         self.frontend = frontend if frontend is not None else KaldiFbank(mean=None, std=None)
         self.sample_rate = self.frontend.config()['sample_rate']
         self.target_length, self.freqm, self.timem, self.mixup, self.mix_alpha = target_length, freqm, timem, mixup, mix_alpha
@@ -158,10 +160,11 @@ class TaggingDataset(Dataset):
 
 # %% ../../nbs/16_data.tagging.ipynb #c028
 def _tg_waveform(self:TaggingDataset, i:int) -> torch.Tensor:
-    "Record `i` decoded at the frontend's rate, mono, mean removed."
+    "Record `i` decoded at the frontend's rate, one channel (see `stereo`), mean removed."
     r = self.records[i]; self.n_decoded += 1
     dur = r.duration if r.duration is not None and math.isfinite(r.duration) else None
-    w, _ = load_audio(r.path, sr=self.sample_rate, offset=r.start, duration=dur)
+    w, _ = load_audio(r.path, sr=self.sample_rate, offset=r.start, duration=dur, mono=self.stereo == 'mix')
+    if self.stereo == 'first': return (w - w.mean())[0]  # the seeds: waveform - waveform.mean(), then Kaldi's channel 0
     return w - w.mean()
 
 @torch.no_grad()
@@ -176,7 +179,8 @@ TaggingDataset.waveform, TaggingDataset.fbank = _tg_waveform, _tg_fbank
 def _tg_key(self:TaggingDataset, i:int) -> str:
     r = self.records[i]
     return feature_key(r.path, r.start, r.end if math.isfinite(r.duration) else None,
-                       dict(frontend=self.frontend.config(), target_length=self.target_length, mono=True, demean=True))
+                       dict(frontend=self.frontend.config(), target_length=self.target_length, mono=True, demean=True)
+                       | ({'stereo': self.stereo} if self.stereo != 'mix' else {}))  # 'mix' keeps the earlier cache keys
 
 def _tg_clean(self:TaggingDataset, i:int) -> torch.Tensor:
     "The un-augmented, un-normalised fbank of item `i` (through the cache when there is one)."
@@ -256,16 +260,23 @@ TaggingDataset.precompute = _tg_precompute
 from torch.utils.data import WeightedRandomSampler
 
 def label_counts(labels, # per clip: a class index or a list of them (e.g. `[r.labels for r in records]`)
-                 n_classes:int) -> np.ndarray:
-    "Number of clips carrying each class (a class listed twice in one clip counts once)."
+                 n_classes:int,
+                 count_repeats:bool=False, # a class listed twice in one clip counts twice (the seed's gen_weight_file)
+                ) -> np.ndarray:
+    "Number of clips carrying each class (a class listed twice in one clip counts once unless `count_repeats`)."
     c = np.zeros(n_classes)
-    for ls in labels: c[np.unique(np.asarray(ls, dtype=int).reshape(-1))] += 1
+    for ls in labels:
+        a = np.asarray(ls, dtype=int).reshape(-1)
+        np.add.at(c, a if count_repeats else np.unique(a), 1)
     return c
 
-def sample_weights(labels, n_classes:int) -> np.ndarray: # (N,) one weight per clip
-    "The seed's balanced-sampling weight: sum over a clip's classes of `1000 / (class count + 0.01)`."
-    lw = 1000. / (label_counts(labels, n_classes) + 0.01)
-    return np.array([lw[np.unique(np.asarray(ls, dtype=int).reshape(-1))].sum() for ls in labels])
+def sample_weights(labels, n_classes:int,
+                   count_repeats:bool=True, # as the seed: a label listed twice adds to its class count and to the clip's sum twice
+                  ) -> np.ndarray: # (N,) one weight per clip
+    "The seed's balanced-sampling weight: sum over a clip's labels of `1000 / (class count + 0.01)`."
+    lw = 1000. / (label_counts(labels, n_classes, count_repeats) + 0.01)
+    pick = (lambda a: a) if count_repeats else np.unique
+    return np.array([lw[pick(np.asarray(ls, dtype=int).reshape(-1))].sum() for ls in labels])
 
 # %% ../../nbs/16_data.tagging.ipynb #s4924004
 def write_weight_file(datafile, # the training datafile (JSON)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 import timm
 from timm.layers import trunc_normal_
-from ..core import SoundlabError, data_dir
+from ..core import SoundlabError, UnsafeFileError, data_dir, load_torch_file
 
 # %% auto #0
 __all__ = ['AST_SIZES', 'PATCH', 'AUDIOSET_FILE', 'ast_grid', 'MissingWeightsError', 'pretrained_dir', 'imagenet_file',
@@ -66,6 +66,8 @@ class ASTModel(nn.Module):
                  audioset_pretrain=False, # False, True (`pretrained_dir()/AUDIOSET_FILE`) or a path: an AST checkpoint
                  model_size:str='base384', # 'tiny224', 'small224', 'base224' or 'base384'
                  fused_attn:bool=True, # PyTorch's fused scaled-dot-product attention (False: timm's explicit softmax)
+                 src_grid:tuple|None=None, # (f, t) patch grid of the weights file; None: inferred (see `_source_grid`)
+                 cuda_fp16:bool=True, # on CUDA, run forward under fp16 autocast as the seed's `@autocast()` (unless autocast is already on)
                 ):
         super().__init__()
         if model_size not in AST_SIZES: raise ValueError(f'model_size must be one of {list(AST_SIZES)}, got {model_size!r}')
@@ -79,8 +81,8 @@ class ASTModel(nn.Module):
         self.v.patch_embed.num_patches = self.f_dim * self.t_dim
         self.v.pos_embed = nn.Parameter(trunc_normal_(torch.zeros(1, self.f_dim * self.t_dim + 2, d), std=.02))
         self.mlp_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, label_dim))
-        self.set_fused_attn(fused_attn)
-        self._load_pretrained(imagenet_pretrain, audioset_pretrain)
+        self.set_fused_attn(fused_attn); self.cuda_fp16 = cuda_fp16
+        self._load_pretrained(imagenet_pretrain, audioset_pretrain, src_grid)
 
 # %% ../../nbs/23_models.ast.ipynb #c016
 def _set_fused_attn(self:ASTModel, on:bool=True):
@@ -89,12 +91,12 @@ def _set_fused_attn(self:ASTModel, on:bool=True):
     self.fused_attn = on
     return self
 
-def _load_pretrained(self:ASTModel, imagenet_pretrain, audioset_pretrain):
+def _load_pretrained(self:ASTModel, imagenet_pretrain, audioset_pretrain, src_grid=None):
     "Load the weights the constructor was asked for (the AudioSet model includes its ImageNet initialisation)."
     p = _weights_path(audioset_pretrain, pretrained_dir()/AUDIOSET_FILE, 'audioset_pretrain', 'AST AudioSet checkpoint')
     if p is None: p = _weights_path(imagenet_pretrain, imagenet_file(self.model_size), 'imagenet_pretrain',
                                     f'ImageNet weights of {AST_SIZES[self.model_size]} (timm layout)')
-    if p is not None: load_ast_weights(self, p)
+    if p is not None: load_ast_weights(self, p, src_grid)
 ASTModel.set_fused_attn, ASTModel._load_pretrained = _set_fused_attn, _load_pretrained
 
 # %% ../../nbs/23_models.ast.ipynb #c018
@@ -112,7 +114,9 @@ def _forward_head(self:ASTModel, x:torch.Tensor, pre_logits:bool=False) -> torch
     x = (x[:, 0] + x[:, 1]) / 2
     return x if pre_logits else self.mlp_head(x)
 
-def _ast_forward(self:ASTModel, x:torch.Tensor) -> torch.Tensor: return self.forward_head(self.forward_features(x))
+def _ast_forward(self:ASTModel, x:torch.Tensor) -> torch.Tensor:
+    on = getattr(self, 'cuda_fp16', True) and x.is_cuda and not torch.is_autocast_enabled('cuda')
+    with torch.autocast('cuda', dtype=torch.float16, enabled=on): return self.forward_head(self.forward_features(x))
 ASTModel.forward_features, ASTModel.forward_head, ASTModel.forward = _forward_features, _forward_head, _ast_forward
 
 # %% ../../nbs/23_models.ast.ipynb #c028
@@ -128,11 +132,13 @@ def adapt_pos_embed(pe:torch.Tensor, # (1, h*w, D) patch positional embeddings (
     return g.flatten(2).transpose(1, 2)
 
 # %% ../../nbs/23_models.ast.ipynb #c030
-def _source_grid(n:int, layout:str) -> tuple[int, int]:
-    "The grid of `n` patch embeddings: square for ImageNet; for AST checkpoints the 128x1024 grid of equal strides."
+def _source_grid(n:int, layout:str, model=None) -> tuple[int, int]:
+    "The (f, t) grid of `n` patch embeddings: square for ImageNet; else `model`'s own grid, AudioSet's 128x1024 grid of equal strides, or `model`'s strides and bins."
     if layout == 'timm' and math.isqrt(n) ** 2 == n: return math.isqrt(n), math.isqrt(n)
+    if model is not None and model.f_dim * model.t_dim == n: return model.f_dim, model.t_dim  # a fine-tuned checkpoint of this input size
     for s in range(PATCH, 0, -1):
         if (g := ast_grid(s, s)) and g[0] * g[1] == n: return g
+    if model is not None and n % model.f_dim == 0: return model.f_dim, n // model.f_dim  # same strides and bins, another length
     raise ValueError(f'cannot tell the patch grid of a checkpoint with {n} positional embeddings; pass src_grid=(f, t)')
 
 def _unwrap(sd:dict) -> dict:
@@ -153,7 +159,7 @@ def checkpoint_filter_fn(state_dict:dict, # an ImageNet DeiT (timm layout) or an
     w = sd['v.patch_embed.proj.weight']
     if w.shape[1] != 1: sd['v.patch_embed.proj.weight'] = w.sum(1, keepdim=True)
     pe = sd['v.pos_embed']
-    src = src_grid or _source_grid(pe.shape[1] - 2, layout)
+    src = src_grid or _source_grid(pe.shape[1] - 2, layout, model)
     sd['v.pos_embed'] = torch.cat([pe[:, :2], adapt_pos_embed(pe[:, 2:], src, (model.f_dim, model.t_dim))], 1)
     own = model.state_dict()
     for k in [k for k in own if k.startswith('mlp_head.')]:
@@ -171,7 +177,8 @@ def load_ast_weights(model:ASTModel, # the model to fill
     try:
         if path.suffix == '.safetensors':
             from safetensors.torch import load_file; sd = load_file(str(path))
-        else: sd = torch.load(path, map_location='cpu', weights_only=True)
+        else: sd = load_torch_file(path, 'checkpoint')
+    except UnsafeFileError: raise
     except Exception as e: raise SoundlabError(path, f'not a readable checkpoint ({type(e).__name__}: {e})') from None
     try: sd = checkpoint_filter_fn(sd, model, src_grid)
     except KeyError as e: raise SoundlabError(path, f'neither a timm DeiT nor an AST checkpoint: no {e} key') from None

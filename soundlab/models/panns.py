@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from ..core import SoundlabError
+from ..core import SoundlabError, UnsafeFileError, load_torch_file
 from ..features import PannsSpectrogram, PannsLogmelFilter
 from ..augment import SpecAugment
 
@@ -171,7 +171,8 @@ def Cnn14(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64, fmin=5
 def _read_state_dict(path:Path) -> dict:
     "The state dict in a PANNs checkpoint or bare state-dict file, `module.` prefixes removed."
     if not path.is_file(): raise SoundlabError(path, 'checkpoint file not found')
-    try: ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    try: ckpt = load_torch_file(path, 'checkpoint')  # weights_only=True: a file that would run code is refused
+    except UnsafeFileError: raise
     except Exception as e: raise SoundlabError(path, f'not a readable torch checkpoint ({type(e).__name__}: {e})') from e
     sd = ckpt.get('model', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from ..core import SoundlabError, fixtures_dir
+from ..core import SoundlabError, UnsafeFileError, fixtures_dir, load_torch_file
 from .panns import ProjectionHead
 
 # %% auto #0
@@ -169,7 +169,8 @@ _WRAPPERS = ('state_dict', 'model', 'model_state_dict', 'net')
 def _read_state_dict(path:Path) -> dict:
     "The state dict in `path` (bare or wrapped), `module.` prefixes removed."
     if not path.is_file(): raise SoundlabError(path, 'checkpoint file not found')
-    try: ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    try: ckpt = load_torch_file(path, 'checkpoint')  # weights_only=True: a file that would run code is refused
+    except UnsafeFileError: raise
     except Exception as e: raise SoundlabError(path, f'not a readable torch checkpoint ({type(e).__name__}: {e})') from e
     sd = next((ckpt[k] for k in _WRAPPERS if isinstance(ckpt, dict) and isinstance(ckpt.get(k), dict)), ckpt)
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):

@@ -39,6 +39,8 @@ class ASTConfig:
     model_size:str='base384'; fstride:int=10; tstride:int=10 # AST
     imagenet_pretrain:object=True; audioset_pretrain:object=False # False, True (pretrained_dir()) or a file
     effnet_b:int=2; head_num:int=4 # model='psla': EfficientNet-B`effnet_b`, attention heads
+    psla_mode:str='timm' # model='psla': EffNetAttention mode ('reference': the seed's model; the paper presets)
+    stereo:str='mix' # multi-channel clips: 'mix' (average) or 'first' (the seeds: demean, channel 0; the paper presets)
     target_length:int=512; num_mel_bins:int=128 # fbank frames (10 ms) and bins
     freqm:int=24; timem:int=96; mixup:float=0.; noise:bool=False # training augmentation
     norm_mean:float|None=None; norm_std:float|None=None # fbank statistics; None: measured on the training clips
@@ -55,11 +57,12 @@ class ASTConfig:
     out_dir:str='' # runs; '' = data_dir()/runs
 
 # %% ../../nbs/44_recipes.ast.ipynb #c007
-_PAPER_ESC = dict(model_size='base384', fstride=10, tstride=10, imagenet_pretrain=True, audioset_pretrain=True, target_length=512,
+_SEED = dict(stereo='first', psla_mode='reference')  # the seeds' stereo handling and PSLA model
+_PAPER_ESC = dict(_SEED, model_size='base384', fstride=10, tstride=10, imagenet_pretrain=True, audioset_pretrain=True, target_length=512,
                   freqm=24, timem=96, mixup=0., bs=48, lr=1e-5, epochs=25, loss='CE', norm_mean=-6.6268077, norm_std=5.358466)
-_PAPER_SC = dict(model_size='base384', imagenet_pretrain=True, target_length=128, freqm=48, timem=48, mixup=0.6, noise=True,
+_PAPER_SC = dict(_SEED, model_size='base384', imagenet_pretrain=True, target_length=128, freqm=48, timem=48, mixup=0.6, noise=True,
                  bs=128, lr=2.5e-4, epochs=30, loss='BCE', norm_mean=-6.845978, norm_std=5.5654526)
-_PAPER_VS = dict(model_size='base384', imagenet_pretrain=True, target_length=512, freqm=48, timem=192, mixup=0., bs=100, lr=1e-5,
+_PAPER_VS = dict(_SEED, model_size='base384', imagenet_pretrain=True, target_length=512, freqm=48, timem=192, mixup=0., bs=100, lr=1e-5,
                  epochs=30, loss='CE', lrscheduler_decay=1., norm_mean=-3.05, norm_std=2.71)
 _DEMO = dict(model_size='tiny224', fstride=16, tstride=16, imagenet_pretrain=False, audioset_pretrain=False, lr=5e-4, bs=8,
              warmup=True, warmup_steps=30, lrscheduler_start=8, lrscheduler_decay=0.85, mixup=0., noise=False, amp=False)
@@ -118,7 +121,7 @@ def build_model(cfg:ASTConfig, n_classes:int) -> torch.nn.Module:
         return ASTModel(n_classes, cfg.fstride, cfg.tstride, cfg.num_mel_bins, cfg.target_length, cfg.imagenet_pretrain,
                         cfg.audioset_pretrain, cfg.model_size)
     from soundlab.models.psla import EffNetAttention
-    return EffNetAttention(n_classes, cfg.effnet_b, cfg.imagenet_pretrain or None, cfg.head_num)
+    return EffNetAttention(n_classes, cfg.effnet_b, cfg.imagenet_pretrain or None, cfg.head_num, mode=cfg.psla_mode)
 
 def logits(cfg:ASTConfig, model, x:torch.Tensor) -> torch.Tensor:
     "Raw logits of `model` on a batch (PSLA's model outputs probabilities: their logit)."
@@ -151,7 +154,7 @@ def fbank_norm(cfg:ASTConfig, records:list, cache, bad=None) -> tuple[float, flo
     "(mean, std): the config's, or measured on `records`' un-augmented fbanks (the seeds' get_norm_stats)."
     if cfg.norm_mean is not None and cfg.norm_std is not None: return cfg.norm_mean, cfg.norm_std
     if not records: raise DatasetError(corpus_root(cfg) if cfg.data_root else cfg.task, 'no training clip to measure the fbank statistics on')
-    ds = TaggingDataset(records, 1, frontend=_frontend(cfg), target_length=cfg.target_length, train=False, cache=cache, norm_mean=None,
+    ds = TaggingDataset(records, 1, frontend=_frontend(cfg), target_length=cfg.target_length, train=False, cache=cache, norm_mean=None, stereo=cfg.stereo,
                         on_bad_file=cfg.on_bad_file if bad is None else bad)
     stats = None
     if dist.is_main():  # rank 0 fills the cache
@@ -162,7 +165,7 @@ def fbank_norm(cfg:ASTConfig, records:list, cache, bad=None) -> tuple[float, flo
 
 def datasets(cfg:ASTConfig, train:list, evals:dict, n_classes:int, norm:tuple, cache, bad=None) -> tuple:
     "(training TaggingDataset, {name: evaluation TaggingDataset}); `bad`: a `BadFiles` collecting the clips left out."
-    kw = dict(frontend=_frontend(cfg), target_length=cfg.target_length, norm_mean=norm[0], norm_std=norm[1], cache=cache,
+    kw = dict(frontend=_frontend(cfg), target_length=cfg.target_length, norm_mean=norm[0], norm_std=norm[1], cache=cache, stereo=cfg.stereo,
               on_bad_file=cfg.on_bad_file if bad is None else bad)
     tr = TaggingDataset(train, n_classes, freqm=cfg.freqm, timem=cfg.timem, mixup=cfg.mixup, noise=cfg.noise, train=True, **kw)
     return tr, {k: TaggingDataset(v, n_classes, train=False, **kw) for k, v in evals.items()}
@@ -171,6 +174,7 @@ def datasets(cfg:ASTConfig, train:list, evals:dict, n_classes:int, norm:tuple, c
 def run_dir(cfg:ASTConfig, name:str) -> Path:
     "The folder of one run: a hash of everything that changes the result."
     keep = {k: v for k, v in asdict(cfg).items() if k not in ('out_dir', 'device', 'num_workers', 'eval_bs', 'folds', 'on_bad_file')}
+    keep = {k: v for k, v in keep.items() if (k, v) not in (('stereo', 'mix'), ('psla_mode', 'timm'))}  # defaults: earlier run folders kept
     h = config_digest(keep, 10)
     return Path(cfg.out_dir or data_dir()/'runs')/f'ast_{cfg.task}_{cfg.model}_{h}'/name
 

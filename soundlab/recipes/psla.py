@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from sklearn.metrics import precision_recall_curve
-from ..core import SoundlabError, DatasetError, data_dir, seed_everything, get_device, config_digest
+from ..core import SoundlabError, DatasetError, data_dir, seed_everything, get_device, config_digest, load_torch_file
 from .. import dist
 from ..data.core import BadFiles
 from ..features import FeatureCache
@@ -24,12 +24,12 @@ from ..metrics import tagging_stats, per_class_ap
 from ..train import Trainer, predict, load_checkpoint, save_checkpoint
 
 # %% auto #0
-__all__ = ['THRESHOLDS', 'PRESETS', 'AUDIOSET_PAPER', 'PSLAConfig', 'psla_config', 'warmup_lr', 'lr_milestones', 'runs_dir',
-           'corpus_root', 'prepare_datafiles', 'make_dataset', 'load_data', 'middle_pr', 'psla_stats',
-           'label_prior_baseline', 'average_state_dicts', 'weight_average', 'ensemble_predictions', 'label_thresholds',
-           'fix_type1', 'fix_type2', 'merge_labels', 'drop_unlikely', 'ontology_index', 'enhance_datafile', 'bce',
-           'psla_step', 'run_name', 'train_weights', 'train_psla', 'run_predictions', 'evaluate_run',
-           'multi_run_ensemble', 'enhancement_table', 'run_psla']
+__all__ = ['THRESHOLDS', 'PRESETS', 'WA_COUNTS', 'AUDIOSET_PAPER', 'FSD50K_SKIP', 'PSLAConfig', 'psla_config', 'warmup_lr',
+           'lr_milestones', 'runs_dir', 'corpus_root', 'prepare_datafiles', 'make_dataset', 'load_data', 'middle_pr',
+           'psla_stats', 'label_prior_baseline', 'average_state_dicts', 'weight_average', 'ensemble_predictions',
+           'label_thresholds', 'fix_type1', 'fix_type2', 'merge_labels', 'drop_unlikely', 'ontology_index',
+           'enhance_datafile', 'bce', 'psla_step', 'run_name', 'train_weights', 'train_psla', 'run_predictions',
+           'evaluate_run', 'multi_run_ensemble', 'enhancement_table', 'run_psla']
 
 # %% ../../nbs/45_recipes.psla.ipynb #c005
 THRESHOLDS = ('none', 'mean', 'median', '5', '10', '25')  # the seed's label-modification thresholds `p`
@@ -39,7 +39,8 @@ class PSLAConfig:
     dataset:str='fsd50k' # 'fsd50k' or 'audioset'
     data_root:str='' # FSD50K root, or a folder with AudioSet's train_data.json / eval_data.json ('' = synthetic FSD50K)
     b:int=2; head_num:int=4 # EfficientNet-B<b>; 0 mean pooling, 1 single head, >1 multi-head attention
-    pretrain:str='' # ImageNet weights file of timm's tf_efficientnet_b<b> ('' = from scratch)
+    pretrain:str='' # ImageNet weights file: timm tf_efficientnet_b<b> or efficientnet_pytorch efficientnet-b<b> ('' = from scratch)
+    model_mode:str='reference' # EffNetAttention mode: 'reference' (the seed's padding, pooling, BN, drop-connect, init) or 'timm'
     bal:bool=True; mixup:float=0.5; freqm:int=48; timem:int=192; target_length:int=3000
     label_enhance:str='mean' # a THRESHOLDS value: 'none' trains on the original labels only
     enhance_types:str='type1_2' # 'type1', 'type2', 'type1_2' (the seed's) or 'drop' (remove unlikely labels)
@@ -47,6 +48,7 @@ class PSLAConfig:
     warmup_steps:int=1000; warmup_every:int=50 # linear warm-up (0: none), lr updated every `warmup_every` steps
     lr_start:int=10; lr_every:int=5; lr_decay:float=0.5 # lr x lr_decay at epochs lr_start, lr_start+lr_every, ...
     wa_start:int=21; wa_end:int=40 # weight averaging over these epochs (inclusive)
+    wa_count:str='as_run_sh' # 'as_run_sh' (the seed's run.sh / validate_wa: first checkpoint counted twice) or 'each_once'
     weight_decay:float=5e-7; betas:tuple=(0.95, 0.999)
     norm_mean:float|None=-4.6476; norm_std:float|None=4.5699 # the seed's fbank statistics (None: estimated on train)
     ontology:str='' # AudioSet ontology.json ('' = <data_root>/ontology.json)
@@ -60,11 +62,14 @@ PRESETS = {
     'paper': {},
     'demo': dict(b=0, target_length=300, freqm=24, timem=60, epochs=15, bs=16, lr=1e-3, warmup_steps=24, warmup_every=4,
                  lr_start=10, lr_every=2, wa_start=10, wa_end=15, label_enhance='none', norm_mean=None, norm_std=None,
+                 model_mode='timm', wa_count='each_once',
                  synth=dict(n_dev=240, n_eval=100, durations=(1., 3.))),
     'smoke': dict(b=0, head_num=2, target_length=64, freqm=8, timem=16, epochs=2, bs=8, lr=1e-3, warmup_steps=2, warmup_every=1,
                   lr_start=1, lr_every=1, wa_start=1, wa_end=2, label_enhance='none', norm_mean=None, norm_std=None, amp=False,
+                  model_mode='timm', wa_count='each_once',
                   eval_bs=16, synth=dict(n_dev=40, n_eval=16, durations=(0.5, 1.))),
 }
+WA_COUNTS = ('as_run_sh', 'each_once')
 AUDIOSET_PAPER = dict(target_length=1056, bs=100, lr=1e-3, bal=False, epochs=60, lr_start=35, wa_start=41, wa_end=60)
 
 def psla_config(preset:str='demo', **overrides) -> PSLAConfig:
@@ -77,6 +82,8 @@ def psla_config(preset:str='demo', **overrides) -> PSLAConfig:
     cfg = replace(cfg, **over); cfg = replace(cfg, betas=tuple(cfg.betas))
     if cfg.dataset not in ('fsd50k', 'audioset'): raise ValueError(f"dataset must be 'fsd50k' or 'audioset', got {cfg.dataset!r}")
     if cfg.label_enhance not in THRESHOLDS: raise ValueError(f'label_enhance must be one of {THRESHOLDS}, got {cfg.label_enhance!r}')
+    if cfg.model_mode not in ('reference', 'timm'): raise ValueError(f"model_mode must be 'reference' or 'timm', got {cfg.model_mode!r}")
+    if cfg.wa_count not in WA_COUNTS: raise ValueError(f'wa_count must be one of {WA_COUNTS}, got {cfg.wa_count!r}')
     if cfg.enhance_types not in ('type1', 'type2', 'type1_2', 'drop'): raise ValueError(f'unknown enhance_types {cfg.enhance_types!r}')
     return cfg
 
@@ -179,10 +186,13 @@ def average_state_dicts(sds:list) -> dict:
     return {k: (torch.stack([sd[k].double() for sd in sds]).mean(0).to(v.dtype) if v.is_floating_point() else sds[-1][k].clone())
             for k, v in sds[0].items()}
 
-def weight_average(paths:list) -> dict:
-    "Average the model weights stored in checkpoint files (soundlab checkpoints or bare state dicts)."
-    sds = [(lambda s: s['model'] if 'model' in s else s)(torch.load(p, map_location='cpu', weights_only=False)) for p in paths]
-    return average_state_dicts(sds)
+def weight_average(paths:list, # checkpoint files in epoch order (soundlab checkpoints or bare state dicts)
+                   count:str='each_once', # 'each_once' or 'as_run_sh' (the first file counted twice, the seed's validate_wa)
+                  ) -> dict:
+    "Average the model weights stored in checkpoint files."
+    if count not in WA_COUNTS: raise ValueError(f'count must be one of {WA_COUNTS}, got {count!r}')
+    sds = [(lambda s: s['model'] if 'model' in s else s)(load_torch_file(p, 'checkpoint')) for p in paths]
+    return average_state_dicts(sds[:1] * (count == 'as_run_sh') + sds)
 
 # %% ../../nbs/45_recipes.psla.ipynb #c025
 def ensemble_predictions(preds:list) -> np.ndarray:
@@ -202,24 +212,27 @@ def label_thresholds(pred, # (N, C) model scores on the training clips
     return np.array([stat(pred[target[:, c], c]) if target[:, c].any() else np.inf for c in range(pred.shape[1])])
 
 # %% ../../nbs/45_recipes.psla.ipynb #c030
-def _add_along(labels:list, pred, thr, links:dict) -> list:
-    "Add, for every label l of each clip, the classes links[l] missing from it whose score > threshold."
-    out = []
+FSD50K_SKIP = ('/m/09l8g', '/m/0bm0k', '/t/dd00012', '/m/09hlz4', '/t/dd00071')  # the seed's FSD50K labels never expanded from
+
+def _add_along(labels:list, pred, thr, links:dict, skip=()) -> list:
+    "Add, for every label l (not in `skip`) of each clip, the classes links[l] missing from it whose score > threshold."
+    out, skip = [], set(skip)
     for i, ls in enumerate(labels):
         new = list(ls)
         for l in ls:
+            if l in skip: continue
             for k in links.get(l, ()):
                 if k not in new and pred[i, k] > thr[k]: new.append(k)
         out.append(new)
     return out
 
-def fix_type1(labels, pred, thr, child_index:dict) -> list:
-    "Type-I fix: add confident direct children of each label (`child_index`: class -> child classes)."
-    return _add_along(labels, np.asarray(pred), np.asarray(thr), child_index)
+def fix_type1(labels, pred, thr, child_index:dict, skip=()) -> list:
+    "Type-I fix: add confident direct children of each label (`child_index`: class -> child classes; `skip`: labels not expanded)."
+    return _add_along(labels, np.asarray(pred), np.asarray(thr), child_index, skip)
 
-def fix_type2(labels, pred, thr, ancestor_index:dict) -> list:
-    "Type-II fix: add confident ancestors of each label (`ancestor_index`: class -> all ancestor classes)."
-    return _add_along(labels, np.asarray(pred), np.asarray(thr), ancestor_index)
+def fix_type2(labels, pred, thr, ancestor_index:dict, skip=()) -> list:
+    "Type-II fix: add confident ancestors of each label (`ancestor_index`: class -> all ancestor classes; `skip`: labels not expanded)."
+    return _add_along(labels, np.asarray(pred), np.asarray(thr), ancestor_index, skip)
 
 # %% ../../nbs/45_recipes.psla.ipynb #c031
 def merge_labels(a:list, b:list) -> list:
@@ -247,6 +260,7 @@ def _with_labels(items, labels, mids) -> list: return [dict(it, labels=','.join(
 def enhance_datafile(datafile, label_csv, pred, # the training datafile, its label csv, (N, C) scores of its items
                      ontology:list, p:str='mean', # the ontology; a threshold of THRESHOLDS other than 'none'
                      out_dir=None, # default: beside the datafile
+                     skip=(), # mids never expanded from (the seed's FSD50K_SKIP on FSD50K)
                     ) -> dict: # {'type1', 'type2', 'type1_2', 'drop': (path, n_labels)}, 'original': n_labels
     "Write the label-enhanced versions of `datafile` (and their weight files)."
     items, mids = read_datafile(datafile), read_label_csv(label_csv).mid.tolist()
@@ -255,7 +269,8 @@ def enhance_datafile(datafile, label_csv, pred, # the training datafile, its lab
     target = np.stack([multi_hot(ls, len(mids)).numpy() for ls in labels])
     if np.shape(pred) != target.shape: raise ValueError(f'{len(items)} items x {len(mids)} classes, but predictions have shape {np.shape(pred)}')
     thr, (kid, anc) = label_thresholds(pred, target, p), ontology_index(ontology, mids)
-    t1, t2 = fix_type1(labels, pred, thr, kid), fix_type2(labels, pred, thr, anc)
+    sk = [idx[m] for m in skip if m in idx]
+    t1, t2 = fix_type1(labels, pred, thr, kid, sk), fix_type2(labels, pred, thr, anc, sk)
     sets = dict(type1=t1, type2=t2, type1_2=merge_labels(t1, t2), drop=drop_unlikely(labels, pred, thr))
     out, stem = Path(out_dir or Path(datafile).parent), Path(datafile).stem
     res = {'original': sum(map(len, labels))}
@@ -287,10 +302,13 @@ _RUN_FIELDS = ('dataset', 'data_root', 'synth', 'b', 'head_num', 'pretrain', 'ba
                'epochs', 'bs', 'lr', 'warmup_steps', 'warmup_every', 'lr_start', 'lr_every', 'lr_decay', 'wa_start', 'wa_end',
                'weight_decay', 'betas', 'norm_mean', 'norm_std', 'seed')
 
+def _run_fields(cfg) -> dict:  # model_mode joins the digest only when not 'timm', so earlier runs keep their folders
+    return {k: getattr(cfg, k) for k in _RUN_FIELDS} | ({'model_mode': cfg.model_mode} if cfg.model_mode != 'timm' else {})
+
 def run_name(cfg:PSLAConfig, labels:str='none') -> str:
     "A run's folder name: the seed's exp-dir pattern plus a digest of every setting it depends on."
     return (f'psla_{cfg.dataset}_b{cfg.b}_h{cfg.head_num}_lr{cfg.lr}_fm{cfg.freqm}_tm{cfg.timem}_mix{cfg.mixup}_bal{cfg.bal}'
-            f'_bs{cfg.bs}_le{labels}_{"real" if cfg.data_root else "synth"}_{config_digest({k: getattr(cfg, k) for k in _RUN_FIELDS} | {"labels": labels})}')
+            f'_bs{cfg.bs}_le{labels}_{"real" if cfg.data_root else "synth"}_{config_digest(_run_fields(cfg) | {"labels": labels})}')
 
 # %% ../../nbs/45_recipes.psla.ipynb #c045
 def _pred_fn(m, b): return m(b['x'])
@@ -333,7 +351,7 @@ def train_psla(cfg:PSLAConfig, data:dict, train_datafile=None, # default: the or
     seed_everything(cfg.seed); files = data['files']; train_datafile = Path(train_datafile or files['train'])
     run_dir = runs_dir(cfg)/run_name(cfg, labels)
     for d in ('predictions', 'models'): (run_dir/d).mkdir(parents=True, exist_ok=True)
-    model = EffNetAttention(data['n_classes'], cfg.b, cfg.pretrain or None, cfg.head_num)
+    model = EffNetAttention(data['n_classes'], cfg.b, cfg.pretrain or None, cfg.head_num, mode=cfg.model_mode)
     opt = torch.optim.Adam(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, lr_milestones(cfg), gamma=cfg.lr_decay)
     ref = []; evaluate, targets = _evaluator(cfg, data, run_dir, ref)
@@ -358,7 +376,7 @@ def run_predictions(cfg:PSLAConfig, data:dict, run:dict) -> dict:
     rd, model = run['run_dir'], run['model']; n = len(run['history'])
     wa_eps = [e for e in range(cfg.wa_start, min(cfg.wa_end, n) + 1) if (rd/'models'/f'audio_model.{e}.pt').exists()]
     if not wa_eps: raise SoundlabError(rd, f'no checkpoint in the weight-averaging window {cfg.wa_start}..{cfg.wa_end}')
-    wa = weight_average([rd/'models'/f'audio_model.{e}.pt' for e in wa_eps]); save_checkpoint(rd/'models'/'audio_model_wa.pt', {'model': wa, 'epochs': wa_eps})
+    wa = weight_average([rd/'models'/f'audio_model.{e}.pt' for e in wa_eps], cfg.wa_count); save_checkpoint(rd/'models'/'audio_model_wa.pt', {'model': wa, 'epochs': wa_eps})
     best = load_checkpoint(rd/'best.pt')['model']; out = {}
     for s in ('val', 'eval'):
         out['best_single', s], out['wa', s] = _predict_sd(cfg, data, model, best, s), _predict_sd(cfg, data, model, wa, s)
@@ -419,7 +437,7 @@ def enhancement_table(cfg:PSLAConfig, data:dict, run:dict, progress:bool=False) 
     orig, truth = _label_sets(files['train'], mids), _true_labels(files['root'], read_datafile(files['train']), mids)
     out_dir, rows, res = run['run_dir']/'enhanced', [], {}
     for p in THRESHOLDS[1:]:
-        res[p] = r = enhance_datafile(files['train'], files['label_csv'], pred, onto, p, out_dir)
+        res[p] = r = enhance_datafile(files['train'], files['label_csv'], pred, onto, p, out_dir, FSD50K_SKIP if cfg.dataset == 'fsd50k' else ())
         for k in ('type1', 'type2', 'type1_2', 'drop'):
             new = _label_sets(r[k][0], mids); row = dict(threshold=p, type=k, labels=r[k][1], change=r[k][1] - r['original'])
             if truth is not None:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
-from ..core import SoundlabError, DatasetError, atomic_write, data_dir, get_device, seed_everything, config_digest
+from ..core import SoundlabError, DatasetError, atomic_write, data_dir, get_device, seed_everything, config_digest, load_torch_file
 from ..features import SEDLogmel, FeatureCache, clip_patches
 from ..augment import SimCLRViews, SpecAugment, sample_patches
 from ..data.fsdnoisy18k import CLASSES, FSDnoisy18k, prepare_fsdnoisy18k, collate_clips
@@ -170,7 +170,7 @@ def build_encoder(cfg:SEDConfig, data:dict) -> tuple:
         return enc, estimate_input_norm(enc, sample[:, None])
     path = Path(cfg.encoder_path) if cfg.encoder_path else stage_dir(cfg, 'pretrain')/'encoder.pt'
     if not path.is_file(): raise SoundlabError(path, "no pre-trained encoder: run the 'pretrain' stage of this configuration first, or set encoder_path")
-    ck = torch.load(path, map_location='cpu', weights_only=True)
+    ck = load_torch_file(path, 'encoder checkpoint')
     enc = create_sed_model(cfg.arch, n, path, skip_head=True)
     return enc, (ck['mean'], ck['std']) if isinstance(ck, dict) and 'mean' in ck else data['norm']
 
