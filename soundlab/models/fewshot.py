@@ -37,43 +37,77 @@ def load_fewshot_config(experiment_config=None, # path to experiment_config.json
     return tuple(out)
 
 # %% ../../nbs/22_models.fewshot.ipynb #c007
-def conv_block(cin:int, cout:int) -> nn.Sequential:
-    "conv 3x3 -> BN -> ReLU -> max-pool 2 (ceil mode, so short inputs survive four blocks)."
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True))
+def conv_block(cin:int, cout:int, pool_dim=2, ceil_mode:bool=False) -> nn.Sequential:
+    "MetaAudio's block: conv 3x3 -> BN -> ReLU -> max-pool (kernel = stride = `pool_dim`)."
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
+                         nn.MaxPool2d(pool_dim, pool_dim, ceil_mode=ceil_mode))
 
 def _4d(x:Tensor) -> Tensor: return x[:, None] if x.ndim == 3 else x
 
+def _conv_encoder(cin:int, hidden:int, pool:str, pool_dim, n_blocks:int) -> nn.Sequential:
+    if pool not in ('max', 'adaptive'): raise ValueError(f"pool must be 'max' (the seed's) or 'adaptive', got {pool!r}")
+    k = tuple(pool_dim) if pool == 'max' else 2
+    return nn.Sequential(*[conv_block(cin if i == 0 else hidden, hidden, k, pool == 'adaptive') for i in range(n_blocks)])
+
+def _floor_power(n:int, k:int, times:int) -> int:
+    for _ in range(times): n //= k
+    return n
+
 class CNNEncoder(nn.Module):
     "MetaAudio's 4-64 CNN: (B, [1,] F, T) -> (B, out_dim)."
-    def __init__(self, in_channels:int=1, hidden_channels:int=64, pool_dim=(3, 3), out_dim:int=64, n_blocks:int=4):
+    def __init__(self, in_channels:int=1, hidden_channels:int=64, pool_dim=(3, 3), out_dim:int=64, n_blocks:int=4,
+                 pool:str='max', # 'max': the seed's (max-pool `pool_dim`, flatten, dropout, BN, linear); 'adaptive': see above
+                 input_shape=(128, 157)): # (mel bins, frames) the seed's flatten size is worked out from ('max' only)
         super().__init__()
-        self.blocks = nn.Sequential(*[conv_block(in_channels if i == 0 else hidden_channels, hidden_channels) for i in range(n_blocks)])
-        self.pool = nn.AdaptiveAvgPool2d(tuple(pool_dim))
-        self.fc, self.out_dim = nn.Linear(hidden_channels * math.prod(pool_dim), out_dim), out_dim
-    def forward(self, x): return self.fc(self.pool(self.blocks(_4d(x))).flatten(1))
+        self.conv_encoder, self.pool, self.out_dim = _conv_encoder(in_channels, hidden_channels, pool, pool_dim, n_blocks), pool, out_dim
+        if pool == 'adaptive':
+            self.adapt, self.logits = nn.AdaptiveAvgPool2d(tuple(pool_dim)), nn.Linear(hidden_channels * math.prod(pool_dim), out_dim)
+            return
+        n = hidden_channels * math.prod(_floor_power(int(s), int(k), n_blocks) for s, k in zip(input_shape, pool_dim))
+        if n == 0: raise ValueError(f'CNNEncoder: input {tuple(input_shape)} is too small for {n_blocks} max-pools of {tuple(pool_dim)}')
+        self.logits = nn.Sequential(nn.Dropout(0.3), nn.BatchNorm1d(n), nn.Linear(n, out_dim))
+    def forward(self, x):
+        h = self.conv_encoder(_4d(x))
+        return self.logits((self.adapt(h) if self.pool == 'adaptive' else h).flatten(1))
 
 # %% ../../nbs/22_models.fewshot.ipynb #c008
 class HybridEncoder(nn.Module):
     "MetaAudio's CRNN: the CNN blocks, then an RNN/LSTM/GRU over time: (B, [1,] F, T) -> (B, out_dim)."
     def __init__(self, in_channels:int=1, seq_layers:int=1, seq_type:str='RNN', bidirectional:bool=False,
-                 hidden_channels:int=64, pool_dim=(3, 3), out_dim:int=64, n_blocks:int=4):
+                 hidden_channels:int=64, pool_dim=(3, 3), out_dim:int=64, n_blocks:int=4,
+                 pool:str='max'): # 'max': the seed's (skip connection, last step, dropout, BN, linear); 'adaptive': see above
         super().__init__()
         if seq_type.upper() not in ('RNN', 'LSTM', 'GRU'): raise ValueError(f"seq_type must be RNN, LSTM or GRU, got {seq_type!r}")
-        self.blocks = nn.Sequential(*[conv_block(in_channels if i == 0 else hidden_channels, hidden_channels) for i in range(n_blocks)])
-        self.n_freq, self.out_dim = int(pool_dim[0]), out_dim
-        self.rnn = getattr(nn, seq_type.upper())(hidden_channels * self.n_freq, out_dim, seq_layers, batch_first=True, bidirectional=bidirectional)
-        self.fc = nn.Linear(out_dim * (2 if bidirectional else 1), out_dim)
+        self.conv_encoder, self.pool = _conv_encoder(in_channels, hidden_channels, pool, pool_dim, n_blocks), pool
+        self.n_freq, self.out_dim, self.bidirectional = int(pool_dim[0]), out_dim, bidirectional
+        rnn = getattr(nn, seq_type.upper())
+        if pool == 'adaptive':
+            self.seq_layers = rnn(hidden_channels * self.n_freq, out_dim, seq_layers, batch_first=True, bidirectional=bidirectional)
+            self.logits = nn.Linear(out_dim * (2 if bidirectional else 1), out_dim)
+        else:  # the seed: RNN width = channels (one pooled band), skip connection, BN head
+            self.seq_layers = rnn(hidden_channels, hidden_channels, seq_layers, batch_first=True, bidirectional=bidirectional)
+            self.logits = nn.Sequential(nn.Dropout(0.3), nn.BatchNorm1d(hidden_channels), nn.Linear(hidden_channels, out_dim))
+
     def forward(self, x):
-        h = self.blocks(_4d(x))  # (B, C, F', T')
-        h = F.adaptive_avg_pool2d(h, (self.n_freq, h.shape[-1])).flatten(1, 2).transpose(1, 2)  # (B, T', C * n_freq)
-        return self.fc(self.rnn(h)[0][:, -1])
+        h = self.conv_encoder(_4d(x))  # (B, C, F', T')
+        if self.pool == 'adaptive':
+            h = F.adaptive_avg_pool2d(h, (self.n_freq, h.shape[-1])).flatten(1, 2).transpose(1, 2)  # (B, T', C * n_freq)
+            return self.logits(self.seq_layers(h)[0][:, -1])
+        if h.shape[1] * h.shape[2] != self.seq_layers.input_size:
+            raise ValueError(f'HybridEncoder: {h.shape[1] * h.shape[2]} features per frame after the pools, the RNN takes {self.seq_layers.input_size} '
+                             f"(the seed's layout needs the mel axis pooled to one band: 81-242 bins for pool 3; or use pool='adaptive')")
+        h = h.transpose(1, -1); h = h.reshape(*h.shape[:2], -1)  # (B, T', F' * C), as the seed
+        out, H = self.seq_layers(h)[0], self.seq_layers.hidden_size
+        h = out[..., :H] + (out[..., H:] if self.bidirectional else 0) + h
+        return self.logits(h[:, -1])
 
 ENCODERS = {'CNN': CNNEncoder, 'Hybrid': HybridEncoder}
 
-def create_encoder(name:str, model_config:dict) -> nn.Module:
+def create_encoder(name:str, model_config:dict, pool:str='max', input_shape=None) -> nn.Module:
     "The encoder `name` ('CNN' or 'Hybrid') with its block of `model_config`."
     if name not in ENCODERS: raise ValueError(f'unknown encoder {name!r}; choose from {list(ENCODERS)}')
-    return ENCODERS[name](**model_config[name])
+    kw = dict(input_shape=tuple(input_shape)) if name == 'CNN' and input_shape is not None else {}
+    return ENCODERS[name](**model_config[name], pool=pool, **kw)
 
 # %% ../../nbs/22_models.fewshot.ipynb #c011
 def time_warp(x:Tensor, # (N, F, T)
@@ -172,9 +206,12 @@ def _fit_dim(cfg:dict, key:str, want:int, what:str) -> dict:
     return cfg | {key: want}
 
 def create_fewshot_model(exp:dict, mcfg:dict, # the two seed configs (loaded unchanged)
-                         sample_rate:int=16000, n_mels:int=64) -> FewShotNet:
+                         sample_rate:int=16000, n_mels:int=128, # the waveform frontend (the seed's 128 mel bins)
+                         pool:str='max', # encoder layout: 'max' the seed's, 'adaptive' for small inputs
+                         input_shape=None, # (mel bins, frames) of the spectrograms, for the seed's CNN (None: 128 x 157)
+                        ) -> FewShotNet:
     "The FewShotNet an experiment_config + model_config pair describes."
-    enc = create_encoder(exp['encoder_name'], mcfg)
+    enc = create_encoder(exp['encoder_name'], mcfg, pool, input_shape)
     aug_num = int(exp['waveaug_params'].get('aug_num', 3))
     n_views = 1 + aug_num if (_augmenting(exp) or exp['use_attention']) else 1
     views = (SpecViews(exp['specaug_params'], aug_num) if exp['input_type'] == 'spec' else WaveViews(exp['waveaug_params'], sample_rate)) if _augmenting(exp) else None

@@ -1,0 +1,100 @@
+"""Seed 002 (few-shot prototypical contrastive learning) conformance: soundlab's modules against the seed's own code.
+
+`tests/conformance/seed002_reference.npz` holds outputs of the seed's repository (github.com/magcil/audio-few-shot-learning,
+commit c927e20), computed once outside this repository on the deterministic weights and inputs that `fill` and `randn`
+below regenerate: every floating-point tensor of a module's state dict is drawn from a generator seeded by the crc32 of
+its soundlab key. The seed's code itself is not part of soundlab.
+"""
+import zlib
+from pathlib import Path
+import numpy as np, pytest, torch
+import torch.nn.functional as F
+from scipy import stats
+from soundlab.models.fewshot import load_fewshot_config, create_encoder, CNNEncoder, ViewAttention, create_fewshot_model
+from soundlab.models.panns import ProjectionHead
+from soundlab.losses import class_prototypes, prototypical_loss, cpl_loss, cpl_loss_loop, AngularProtoLoss
+from soundlab.recipes.fewshot import majority_vote, _scores
+
+REF = np.load(Path(__file__).parent/'conformance'/'seed002_reference.npz')
+EXP, MCFG = load_fewshot_config()
+TOL = 1e-5  # float32, CPU; the measured max |diff| is printed by `-s`
+
+def fill(module):
+    "The seed run's deterministic weights: each floating tensor from a generator seeded by its key's crc32."
+    sd = module.state_dict()
+    for k, v in sd.items():
+        if not v.is_floating_point(): continue
+        w = torch.randn(v.shape, generator=torch.Generator().manual_seed(zlib.crc32(k.encode())), dtype=torch.float64).float()
+        v.copy_(w.abs() + 0.5 if k.endswith('running_var') else 0.2 * w)
+    module.load_state_dict(sd)
+    return module
+
+def randn(seed, *shape): return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+def close(name, got, tol=TOL):
+    ref = torch.as_tensor(REF[name]); got = got.detach().float()
+    assert got.shape == ref.shape, (name, got.shape, ref.shape)
+    d = (got - ref).abs().max().item(); print(f'{name}: max |diff| {d:.2e}')
+    assert d <= tol, f'{name}: max |diff| {d:.3g} > {tol}'
+
+@pytest.fixture(autouse=True)
+def _no_grad():
+    with torch.no_grad(): yield
+
+def test_encoders_equal_the_seed():
+    x = randn(1, 6, 1, 128, 157)
+    for name, m in (('cnn', fill(CNNEncoder(**MCFG['CNN'], input_shape=(128, 157)))), ('hybrid', fill(create_encoder('Hybrid', MCFG)))):
+        close(f'{name}_eval', m.eval()(x))
+        m.train(); m.logits[0].eval(); close(f'{name}_train', m(x))  # batch statistics, dropout off
+    xl = randn(2, 3, 1, 128, 300)
+    close('cnn_long_eval', fill(CNNEncoder(**MCFG['CNN'], input_shape=(128, 300))).eval()(xl))
+    close('hybrid_long_eval', fill(create_encoder('Hybrid', MCFG)).eval()(xl))
+    assert int(REF['cnn_from_config_builds']) == 0  # the seed's get_backbone_model('CNN') omits trial_shape; soundlab's builds
+
+def test_attention_and_projection_equal_the_seed():
+    close('attention', fill(ViewAttention(**MCFG['Attention'])).eval()(randn(3, 7, 4, 64)))
+    p = MCFG['Projection']
+    close('projection', fill(ProjectionHead(p['input_dim'], p['output_dim'], p['hidden_dim']))(randn(4, 7, 256)))
+
+def test_protonet_forward_equals_the_seed():
+    "Hybrid on the 4 views -> attention -> prototypes -> negative distances, as ContrastivePrototypicalNetworks."
+    m = create_fewshot_model(EXP | dict(use_attention=True, use_contrastive=True, encoder_name='Hybrid'), MCFG).eval()
+    fill(m.encoder); fill(m.attention)
+    def fused(views):  # (V, B, 1, F, T), the seed's list of view batches
+        v = views.transpose(0, 1); B, V = v.shape[:2]
+        return m.fuse(m.encoder(v.reshape(B * V, *v.shape[2:])).reshape(B, V, -1))
+    protos = class_prototypes(fused(randn(5, 4, 6, 1, 128, 157)), torch.tensor([0, 0, 1, 1, 2, 2]), 3)
+    close('protonet_prototypes', protos)
+    close('protonet_scores', _scores(m, protos, fused(randn(6, 4, 4, 1, 128, 157))), 1e-4)
+
+P, Z, Y = randn(7, 5, 32), randn(8, 15, 32), torch.arange(5).repeat_interleave(3)
+
+def test_prototypical_loss_equals_the_seed():
+    close('fsl_loss', prototypical_loss(P, Z, Y, squared=False))
+    close('fsl_loss', F.cross_entropy(_scores(type('M', (), {'relation': None}), P, Z), Y))  # the recipe's path
+
+def test_cpl_equals_the_seed():
+    torch.manual_seed(11); close('cpl_m2', cpl_loss_loop(P, Z, Y, t=0.7, m=2))  # same randperm stream, same draws
+    close('cpl_mall', cpl_loss(P, Z, Y, t=0.7, m=3))  # every negative: no randomness
+    ours = np.array([float(cpl_loss(P, Z, Y, t=0.7, m=1, generator=torch.Generator().manual_seed(s))) for s in range(300)])
+    ks = stats.ks_2samp(ours, REF['cpl_m1_draws'])
+    print(f'cpl m=1: mean {ours.mean():.5f} vs seed {REF["cpl_m1_draws"].mean():.5f}, KS p={ks.pvalue:.3f}')
+    assert ks.pvalue > 0.01, ks
+
+@pytest.mark.parametrize('angle', [0, 15, 30, 45])
+@pytest.mark.parametrize('anchors', [True, False])
+def test_angular_equals_the_seed(angle, anchors):
+    Pn, Zn = F.normalize(P, dim=1), F.normalize(Z, dim=1)
+    close(f'angular_{angle}_{int(anchors)}', AngularProtoLoss(angle, anchors)(Pn, Zn, Y))
+
+@pytest.mark.parametrize('strategy', ['', 'min_label', 'max_posterior'])
+def test_majority_vote_equals_the_seed(strategy):
+    accs = []
+    for t in range(40):
+        g = torch.Generator().manual_seed(500 + t)
+        nseg = torch.randint(1, 7, (5,), generator=g); ids = torch.repeat_interleave(torch.arange(5), nseg)
+        scores = -torch.rand(len(ids), 3, generator=g) * 4
+        pred = torch.randint(0, 3, (len(ids),), generator=g)
+        truth = torch.randint(0, 3, (5,), generator=g)
+        accs.append(float((majority_vote(pred, scores, ids, strategy) == truth).float().mean()))
+    close(f'vote_{strategy or "first"}', torch.tensor(accs), 1e-6)
