@@ -98,3 +98,21 @@ def test_majority_vote_equals_the_seed(strategy):
         truth = torch.randint(0, 3, (5,), generator=g)
         accs.append(float((majority_vote(pred, scores, ids, strategy) == truth).float().mean()))
     close(f'vote_{strategy or "first"}', torch.tensor(accs), 1e-6)
+
+def test_spec_views_equal_the_seed():
+    "The seed's 3 spectrogram views: time warp on the same torch stream; masks with the seed's recorded numpy draws."
+    from soundlab.models.fewshot import time_warp, band_mask, SpecViews
+    sp = EXP['specaug_params']
+    torch.manual_seed(0); close('views_warp', time_warp(randn(9, 2, 1, 128, 90)[:, 0], sp['W'], torch.Generator().manual_seed(21)), 1e-5)
+    for name, dim in (('time', -1), ('freq', -2)):
+        got = band_mask(torch.ones(1, 128, 90), dim, 0, 2, 0., draws=REF[f'views_{name}_draws'].tolist())[0] == 0
+        assert torch.equal(got, torch.as_tensor(REF[f'views_{name}_mask'])), name
+    # soundlab's own draws: the seed's widths and starts, in distribution (one stripe each, 2000 calls)
+    v = SpecViews(sp); g = torch.Generator().manual_seed(3)
+    ones = torch.ones(1, 128, 157)
+    for name, k, read in (('time', 2, lambda m: m[0]), ('freq', 3, lambda m: m[:, 0])):
+        cols = [read((v(ones, g)[0, k] == 0)).nonzero()[:, 0] for _ in range(2000)]
+        ours = np.array([(len(c), int(c[0])) for c in cols]); seed = REF[f'views_{name}_stripes']
+        for j, what in enumerate(('width', 'start')):
+            ks = stats.ks_2samp(ours[:, j], seed[:, j]); print(f'{name} stripe {what}: KS p={ks.pvalue:.3f}')
+            assert ks.pvalue > 1e-3 and ours[:, j].min() == seed[:, j].min() and ours[:, j].max() <= seed[:, j].max() + (j == 1)

@@ -15,7 +15,7 @@ from .panns import ProjectionHead
 
 # %% auto #0
 __all__ = ['CONFIG_DIR', 'ENCODERS', 'load_fewshot_config', 'conv_block', 'CNNEncoder', 'HybridEncoder', 'create_encoder',
-           'time_warp', 'SpecViews', 'ViewAttention', 'RelationHead', 'FewShotNet', 'LogMelFrontend',
+           'time_warp', 'band_mask', 'SpecViews', 'ViewAttention', 'RelationHead', 'FewShotNet', 'LogMelFrontend',
            'create_fewshot_model']
 
 # %% ../../nbs/22_models.fewshot.ipynb #c004
@@ -110,33 +110,53 @@ def create_encoder(name:str, model_config:dict, pool:str='max', input_shape=None
     return ENCODERS[name](**model_config[name], pool=pool, **kw)
 
 # %% ../../nbs/22_models.fewshot.ipynb #c011
+def _hermite(x:Tensor, y:Tensor, xs:Tensor) -> Tensor:
+    "Cubic Hermite interpolation through knots (x, y) (N, K), slopes the mean of the adjacent secants, at xs (N, M)."
+    m = (y[:, 1:] - y[:, :-1]) / (x[:, 1:] - x[:, :-1])
+    m = torch.cat([m[:, :1], (m[:, 1:] + m[:, :-1]) / 2, m[:, -1:]], 1)
+    i = torch.searchsorted(x[:, 1:].contiguous(), xs.contiguous())
+    x0, dx = x.gather(1, i), x.gather(1, i + 1) - x.gather(1, i); t = (xs - x0) / dx
+    A = torch.tensor([[1, 0, -3, 2], [0, 1, -2, 1], [0, 0, 3, -2], [0, 0, -1, 1]], dtype=t.dtype)  # Hermite basis, powers of t
+    h = (A @ (t.unsqueeze(-2) ** torch.arange(4).view(-1, 1))).movedim(1, 0)  # (4, N, M), in the seed's order of operations
+    return h[0] * y.gather(1, i) + h[1] * m.gather(1, i) * dx + h[2] * y.gather(1, i + 1) + h[3] * m.gather(1, i + 1) * dx
+
 def time_warp(x:Tensor, # (N, F, T)
               W:int, generator:torch.Generator|None=None) -> Tensor:
-    "SpecAugment's time warp: move a random centre frame by up to W frames, resampling both sides linearly (one grid_sample)."
-    N, Fq, T = x.shape; W = min(int(W), (T - 3) // 2)
+    "The seed's time warp: knot p ~ U{W..T-W-1} moved by d ~ U{-W..W-1}, Hermite time map, bilinear resampling."
+    N, Fq, T = x.shape; W = min(int(W), (T - 1) // 2)
     if W < 1: return x
-    c = torch.randint(W + 1, T - W - 1, (N, 1), generator=generator).to(x.device).float()  # both sides keep >= 1 frame
-    w = torch.randint(-W, W + 1, (N, 1), generator=generator).to(x.device).float()
-    t = torch.arange(T, device=x.device).float()[None] + 0.5  # output frame centres
-    src = torch.where(t < c + w, t * c / (c + w), c + (t - c - w) * (T - c) / (T - c - w))  # source position (frame units)
-    gx = (2 * src / T - 1)[:, None, :, None].expand(N, Fq, T, 1)
-    gy = (2 * (torch.arange(Fq, device=x.device).float() + 0.5) / Fq - 1)[None, :, None, None].expand(N, Fq, T, 1)
-    out = F.grid_sample(x[:, None].float(), torch.cat([gx, gy], -1), mode='bilinear', padding_mode='border', align_corners=False)
-    return out[:, 0].to(x.dtype)
+    p = torch.randint(W, T - W, (N,), generator=generator); d = torch.randint(-W, W, (N,), generator=generator)
+    knots = torch.stack([torch.zeros(N), p.float(), torch.full((N,), T - 1.)], 1)
+    ys = _hermite(knots, torch.stack([-torch.ones(N), (p - d) * 2 / (T - 1) - 1, torch.ones(N)], 1), torch.linspace(0, T - 1, T).expand(N, -1))
+    grid = torch.cat([ys.view(N, 1, T, 1).expand(-1, Fq, -1, -1), torch.linspace(-1, 1, Fq).view(-1, 1, 1).expand(N, -1, T, -1)], -1)
+    return F.grid_sample(x[:, None].float(), grid.to(x.device), align_corners=True)[:, 0].to(x.dtype)
+
+def band_mask(x:Tensor, # (N, F, T)
+              dim:int, # -1: time stripes, -2: frequency stripes
+              max_width:int, n:int=1, value:float=0., generator=None, draws=None) -> Tensor:
+    "`n` stripes, width ~ U{1..max_width}, start ~ U{0..size-width-1}, the same for the whole batch (the seed's masks)."
+    size, out = x.shape[dim], x.clone()
+    for k in range(n):
+        if draws is not None: w, s = draws[k]
+        else:
+            w = int(torch.randint(1, max(1, min(int(max_width), size - 1)) + 1, (1,), generator=generator))
+            s = int(torch.randint(0, size - w, (1,), generator=generator))
+        out.narrow(dim, int(s), int(w)).fill_(value)
+    return out
 
 # %% ../../nbs/22_models.fewshot.ipynb #c012
 class SpecViews(nn.Module):
-    "(B, F, T) -> (B, 1 + aug_num, F, T): the input and `aug_num` SpecAugment views (seed 002's `specaug_params`)."
-    def __init__(self, params:dict, aug_num:int=3):
+    "(B, F, T) -> (B, 4, F, T): the input, its time warp, a time mask, a frequency mask (seed 002's `specaug_params`)."
+    def __init__(self, params:dict):
         super().__init__()
-        self.aug_num, self.W = aug_num, int(params.get('W', 0))
-        self.spec = SpecAugment(params['mask_param'], params['mask_param'], params['num_mask'], params['num_mask'],
-                                params.get('mask_value', 0.), params.get('p', 1.), layout='ft')
+        self.W, self.mask_param, self.num_mask = int(params.get('W', 0)), int(params['mask_param']), int(params['num_mask'])
+        self.mask_value, self.p = float(params.get('mask_value', 0.)), float(params.get('p', 1.))
     def forward(self, x:Tensor, generator:torch.Generator|None=None) -> Tensor:
         x = x[:, 0] if x.ndim == 4 else x
-        self.spec.train()  # views are wanted in eval mode too
-        views = [self.spec(time_warp(x, self.W, generator) if self.W else x, generator) for _ in range(self.aug_num)]
-        return torch.stack([x] + views, 1)
+        tmax = max(1, min(self.mask_param, int(self.p * x.shape[-1])))  # the seed: p is the largest fraction of the frames
+        return torch.stack([x, time_warp(x, self.W, generator) if self.W else x,
+                            band_mask(x, -1, tmax, self.num_mask, self.mask_value, generator),
+                            band_mask(x, -2, self.mask_param, self.num_mask, self.mask_value, generator)], 1)
 
 # %% ../../nbs/22_models.fewshot.ipynb #c015
 class ViewAttention(nn.Module):
@@ -163,7 +183,7 @@ class FewShotNet(nn.Module):
     "Prototypical network body: views -> encoder -> [attention] ; optional projection and relation heads."
     def __init__(self, encoder:nn.Module, views:nn.Module|None=None, attention:nn.Module|None=None,
                  projection:nn.Module|None=None, relation:nn.Module|None=None,
-                 n_views:int=1, # views per input when augmenting (1 + aug_num)
+                 n_views:int=1, # views per input when augmenting (4 for spectrograms, 1 + aug_num for waveforms)
                  frontend:nn.Module|None=None): # waveform -> spectrogram, for input_type 'wav'
         super().__init__()
         self.encoder, self.views, self.attention, self.projection, self.relation = encoder, views, attention, projection, relation
@@ -173,7 +193,7 @@ class FewShotNet(nn.Module):
         "(B, ...) inputs -> (B, V, D) view embeddings."
         if augment and self.views is not None:
             v = self.views(x, generator) if isinstance(self.views, SpecViews) else self.views(x)
-        else: v = x[:, None].expand(-1, self.n_views if self.attention is not None else 1, *x.shape[1:])
+        else: v = x[:, None].expand(-1, self.n_views if self.attention is not None and self.views is not None else 1, *x.shape[1:])
         B, V = v.shape[:2]
         v = v.reshape(B * V, *v.shape[2:])
         if self.frontend is not None: v = self.frontend(v)
@@ -212,9 +232,9 @@ def create_fewshot_model(exp:dict, mcfg:dict, # the two seed configs (loaded unc
                         ) -> FewShotNet:
     "The FewShotNet an experiment_config + model_config pair describes."
     enc = create_encoder(exp['encoder_name'], mcfg, pool, input_shape)
-    aug_num = int(exp['waveaug_params'].get('aug_num', 3))
-    n_views = 1 + aug_num if (_augmenting(exp) or exp['use_attention']) else 1
-    views = (SpecViews(exp['specaug_params'], aug_num) if exp['input_type'] == 'spec' else WaveViews(exp['waveaug_params'], sample_rate)) if _augmenting(exp) else None
+    spec = exp['input_type'] == 'spec'  # spectrogram views: always the seed's 3 (waveaug_params.aug_num counts waveform views)
+    n_views = (4 if spec else 1 + int(exp['waveaug_params'].get('aug_num', 3))) if _augmenting(exp) else 1
+    views = (SpecViews(exp['specaug_params']) if spec else WaveViews(exp['waveaug_params'], sample_rate)) if _augmenting(exp) else None
     att = ViewAttention(**mcfg['Attention']) if exp['use_attention'] else None
     dim = enc.out_dim * (n_views if att is not None else 1)
     p = _fit_dim(mcfg['Projection'], 'input_dim', dim, 'Projection')
