@@ -108,3 +108,55 @@ def test_normalisation_statistics_differ_by_sqrt_n():
     assert abs(mean - float(REF['norm_mean'])) < 1e-9
     ratio = std / float(REF['norm_std']); print(f'normalisation std: soundlab / seed = {ratio:.2f}, sqrt(N) = {n ** .5:.2f}')
     assert abs(ratio / n ** .5 * ((n - 1) / n) ** .5 - 1) < 1e-9  # population vs sample std aside, exactly sqrt(N)
+
+def test_background_clips_follow_the_seed():
+    "The seed: view 1's background clip is any clip but the clip itself, view 2's also differs from view 1's (uniformly)."
+    d = REF['mix_draws'][:, :5].astype(int)  # idx, s1, s2, b1, b2 of the seed's own runs
+    assert (d[:, 3] != d[:, 0]).all() and (d[:, 4] != d[:, 0]).all() and (d[:, 4] != d[:, 3]).all()
+    me = [[i % 6] for i in range(6000)]
+    p1 = A._pick_others(6, me, g(0)); p2 = A._pick_others(6, [m + [p] for m, p in zip(me, p1)], g(1))
+    p1, p2, own = np.array(p1), np.array(p2), np.arange(6000) % 6
+    assert (p1 != own).all() and (p2 != own).all() and (p2 != p1).all()
+    for c in range(6):  # uniform over the 5 other clips, and over the 4 left for the second view
+        assert stats.chisquare(np.bincount(p1[own == c], minlength=6)[np.arange(6) != c]).pvalue > 1e-3
+    pairs = np.bincount((p1 * 6 + p2)[own == 0], minlength=36).reshape(6, 6)[1:, 1:]
+    assert stats.chisquare(pairs[~np.eye(5, dtype=bool)]).pvalue > 1e-3
+
+def _step(view_passes):
+    "One soundlab pre-training step (pretrain_step, SGD of the paper preset) of a VGG-like net on the seed run's weights."
+    import zlib
+    from dataclasses import replace
+    from soundlab.models.sed import create_sed_model
+    from soundlab.models.panns import ProjectionHead
+    from soundlab.recipes.sed import SimCLRNet, pretrain_step
+    def fill(module, prefix=''):
+        sd = module.state_dict()
+        for k, v in sd.items():
+            if not v.is_floating_point(): continue
+            w = torch.randn(v.shape, generator=torch.Generator().manual_seed(zlib.crc32((prefix + k).encode())), dtype=torch.float64).float()
+            v.copy_(w.abs() + 0.5 if k.endswith('running_var') else 0.1 * w)
+        module.load_state_dict(sd); return module
+    enc = fill(create_sed_model('vgglike', 20)); head = ProjectionHead(enc.embed_dim, 512, 512, bn=True)
+    fill(head); net = SimCLRNet(enc, head).train()
+    gv = torch.Generator().manual_seed(77); v1, v2 = torch.randn(6, 1, P, 96, generator=gv), torch.randn(6, 1, P, 96, generator=gv)
+    cfg = replace(sed_config('paper'), view_passes=view_passes)
+    step = pretrain_step(cfg, lambda x, *a: (x[0], x[1]), None)
+    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.wd)
+    loss = step(net, {'x': (v1[:, 0], v2[:, 0]), 'index': None})['loss']; loss.backward(); opt.step()
+    return loss, {k: v for k, v in enc.state_dict().items()} | {f'head.{k}': v for k, v in head.state_dict().items()}
+
+def test_one_pretraining_step_equals_the_seed():
+    "view_passes=2 (the default): loss and every updated weight / batch-norm statistic of train_Contrastive's step."
+    loss, sd = _step(2)
+    maxdiff('step_loss', loss, 1e-5)
+    worst = max((torch.as_tensor(REF[f'step_{k}']) - v.flatten()[:16]).abs().max().item() for k, v in sd.items() if v.is_floating_point())
+    sums = max(abs(float(REF[f'step_sum_{k}']) - v.double().sum().item()) / (1 + abs(v.double().sum().item()))
+               for k, v in sd.items() if v.is_floating_point())
+    print(f'one step: weights max |diff| {worst:.2e}, relative diff of tensor sums {sums:.2e}')
+    assert worst < 1e-5 and sums < 1e-5
+
+def test_one_batch_pass_differs_from_the_seed():
+    "Deliberate (demo / smoke presets): view_passes=1 puts both views in one batch-norm batch; the size of that change."
+    loss, sd = _step(1)
+    d = abs(loss.item() - float(REF['step_loss'])); print(f'view_passes=1: loss differs by {d:.3g} from the seed\'s {float(REF["step_loss"]):.4f}')
+    assert d > 1e-4  # batch statistics over 2B instead of B: a different loss
