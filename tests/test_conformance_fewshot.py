@@ -116,3 +116,39 @@ def test_spec_views_equal_the_seed():
         for j, what in enumerate(('width', 'start')):
             ks = stats.ks_2samp(ours[:, j], seed[:, j]); print(f'{name} stripe {what}: KS p={ks.pvalue:.3f}')
             assert ks.pvalue > 1e-3 and ours[:, j].min() == seed[:, j].min() and ours[:, j].max() <= seed[:, j].max() + (j == 1)
+
+def test_one_training_episode_equals_the_seed(monkeypatch):
+    "run_episode + Adam on identical weights and views (train mode, dropout off): the seed's FSL, CPL, loss and updated weights."
+    import soundlab.recipes.fewshot as R
+    exp = EXP | dict(use_attention=True, use_contrastive=True, encoder_name='Hybrid', specaug_params=EXP['specaug_params'] | dict(use=True))
+    exp['loss'] = EXP['loss'] | dict(cpl=EXP['loss']['cpl'] | dict(m_param=2))  # every negative: 2 queries per class
+    m = create_fewshot_model(exp, MCFG); fill(m.encoder); fill(m.attention); fill(m.projection)
+    sup, qry = randn(31, 4, 6, 1, 128, 100), randn(32, 4, 6, 1, 128, 100)
+    sx, qx = torch.zeros(6, 128, 100), torch.zeros(6, 128, 100)
+    class Given(torch.nn.Module):  # the seed's view lists, (V, B, 1, F, T) -> (B, V, F, T)
+        def forward(self, x): return (sup if x is sx else qry).transpose(0, 1)[:, :, 0]
+    m.views = Given(); m.train()
+    for mod in m.modules():
+        if isinstance(mod, (torch.nn.Dropout, torch.nn.MultiheadAttention)): mod.eval()
+    perm = torch.as_tensor(REF['episode_perm'])  # the seed's random.shuffle of the augmented views
+    monkeypatch.setattr(R, '_shuffle_views', lambda e, g: e[:, torch.cat([torch.zeros(1, dtype=torch.long), perm])])
+    y, grp = torch.tensor([0, 0, 1, 1, 2, 2]), torch.arange(6)
+    b = dict(support=sx, query=qx, support_y=y, support_group=grp, query_y=y, query_group=grp)
+    opt = torch.optim.Adam(m.parameters(), lr=exp['lr'])
+    with torch.enable_grad():
+        o = R.run_episode(m, b, exp, 'train', None, R.contrastive_loss_fn(exp)); o['loss'].backward(); opt.step()
+    close('episode_cpl', o['contrastive']); close('episode_loss', o['loss'])
+    sd = {k: v for k, v in m.state_dict().items() if v.is_floating_point() and not k.startswith('views')}
+    assert {f'episode_{k}' for k in sd} == {k for k in REF.files if k.startswith('episode_') and not k.startswith('episode_sum_')} - {'episode_fsl', 'episode_cpl', 'episode_loss', 'episode_perm'}
+    # a conv bias right before train-mode batch norm has an exact gradient of 0: both sides hold rounding noise that
+    # Adam scales to a step of up to lr, so those biases are only checked to move by less than 2 lr
+    noise = {k for k in sd if k.startswith('encoder.conv_encoder.') and k.endswith('.0.bias')}
+    per = {k: (torch.as_tensor(REF[f'episode_{k}']) - v.flatten()[:16]).abs().max().item() for k, v in sd.items()}
+    assert max(per[k] for k in noise) < 2 * exp['lr']
+    worst = max(d for k, d in per.items() if k not in noise)
+    # the same holds for the key bias of the attention (in_proj_bias[64:128]): its sum is left out, its first 16 (query) kept
+    rel = {k: abs(float(REF[f'episode_sum_{k}']) - v.double().sum().item()) / (1 + abs(v.double().sum().item()))
+           for k, v in sd.items() if k not in noise | {'attention.layer.self_attn.in_proj_bias'}}
+    sums = max(rel.values())
+    print(f'one episode: updated weights max |diff| {worst:.2e}, relative diff of tensor sums {sums:.2e} (conv biases before BN aside)')
+    assert worst < 1e-5 and sums < 1e-5

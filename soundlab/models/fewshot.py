@@ -184,10 +184,13 @@ class FewShotNet(nn.Module):
     def __init__(self, encoder:nn.Module, views:nn.Module|None=None, attention:nn.Module|None=None,
                  projection:nn.Module|None=None, relation:nn.Module|None=None,
                  n_views:int=1, # views per input when augmenting (4 for spectrograms, 1 + aug_num for waveforms)
-                 frontend:nn.Module|None=None): # waveform -> spectrogram, for input_type 'wav'
+                 frontend:nn.Module|None=None, # waveform -> spectrogram, for input_type 'wav'
+                 view_batches:bool=True): # one encoder pass per view (the seed's: batch norm sees each view alone); False: one pass
         super().__init__()
         self.encoder, self.views, self.attention, self.projection, self.relation = encoder, views, attention, projection, relation
-        self.n_views, self.frontend = n_views, frontend
+        self.n_views, self.frontend, self.view_batches = n_views, frontend, view_batches
+
+    def _encode(self, v:Tensor) -> Tensor: return self.encoder(self.frontend(v) if self.frontend is not None else v)
 
     def embed(self, x:Tensor, augment:bool=False, generator=None) -> Tensor:
         "(B, ...) inputs -> (B, V, D) view embeddings."
@@ -195,9 +198,8 @@ class FewShotNet(nn.Module):
             v = self.views(x, generator) if isinstance(self.views, SpecViews) else self.views(x)
         else: v = x[:, None].expand(-1, self.n_views if self.attention is not None and self.views is not None else 1, *x.shape[1:])
         B, V = v.shape[:2]
-        v = v.reshape(B * V, *v.shape[2:])
-        if self.frontend is not None: v = self.frontend(v)
-        return self.encoder(v).reshape(B, V, -1)
+        if self.view_batches: return torch.stack([self._encode(v[:, k]) for k in range(V)], 1)
+        return self._encode(v.reshape(B * V, *v.shape[2:])).reshape(B, V, -1)
 
     def fuse(self, e:Tensor) -> Tensor:
         "(B, V, D) -> (B, V*D) through attention, or (B*V, D) (views as extra samples)."
