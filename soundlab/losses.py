@@ -174,7 +174,8 @@ class AngularProtoLoss(nn.Module):
         pl = torch.arange(len(prototypes), device=labels.device)
         if self.as_anchors:
             a, p, n = self.miner(prototypes, pl, queries, labels)  # the seed: mined examples, re-paired by the loss
-            return self.loss(prototypes[a], pl[a], ref_emb=torch.cat([queries[p], queries[n]]), ref_labels=torch.cat([labels[p], labels[n]]))
+            return self.loss(prototypes[a], pl[a], ref_emb=torch.cat([queries[p], queries[n]]),
+                             ref_labels=torch.cat([labels[p], labels[n]]))
         emb, lab = torch.cat([prototypes, queries]), torch.cat([pl, labels])
         return self.loss(emb, lab, self.miner(emb, lab))
 

@@ -59,12 +59,14 @@ class CNNEncoder(nn.Module):
                  pool:str='max', # 'max': the seed's (max-pool `pool_dim`, flatten, dropout, BN, linear); 'adaptive': see above
                  input_shape=(128, 157)): # (mel bins, frames) the seed's flatten size is worked out from ('max' only)
         super().__init__()
-        self.conv_encoder, self.pool, self.out_dim = _conv_encoder(in_channels, hidden_channels, pool, pool_dim, n_blocks), pool, out_dim
+        self.conv_encoder = _conv_encoder(in_channels, hidden_channels, pool, pool_dim, n_blocks)
+        self.pool, self.out_dim = pool, out_dim
         if pool == 'adaptive':
             self.adapt, self.logits = nn.AdaptiveAvgPool2d(tuple(pool_dim)), nn.Linear(hidden_channels * math.prod(pool_dim), out_dim)
             return
         n = hidden_channels * math.prod(_floor_power(int(s), int(k), n_blocks) for s, k in zip(input_shape, pool_dim))
-        if n == 0: raise ValueError(f'CNNEncoder: input {tuple(input_shape)} is too small for {n_blocks} max-pools of {tuple(pool_dim)}')
+        if n == 0:
+            raise ValueError(f'CNNEncoder: input {tuple(input_shape)} is too small for {n_blocks} max-pools of {tuple(pool_dim)}')
         self.logits = nn.Sequential(nn.Dropout(0.3), nn.BatchNorm1d(n), nn.Linear(n, out_dim))
     def forward(self, x):
         h = self.conv_encoder(_4d(x))
@@ -94,8 +96,10 @@ class HybridEncoder(nn.Module):
             h = F.adaptive_avg_pool2d(h, (self.n_freq, h.shape[-1])).flatten(1, 2).transpose(1, 2)  # (B, T', C * n_freq)
             return self.logits(self.seq_layers(h)[0][:, -1])
         if h.shape[1] * h.shape[2] != self.seq_layers.input_size:
-            raise ValueError(f'HybridEncoder: {h.shape[1] * h.shape[2]} features per frame after the pools, the RNN takes {self.seq_layers.input_size} '
-                             f"(the seed's layout needs the mel axis pooled to one band: 81-242 bins for pool 3; or use pool='adaptive')")
+            raise ValueError(f'HybridEncoder: {h.shape[1] * h.shape[2]} features per frame after the pools, '
+                             f'the RNN takes {self.seq_layers.input_size} '
+                             f"(the seed's layout needs the mel axis pooled to one band: 81-242 bins for pool 3; "
+                             f"or use pool='adaptive')")
         h = h.transpose(1, -1); h = h.reshape(*h.shape[:2], -1)  # (B, T', F' * C), as the seed
         out, H = self.seq_layers(h)[0], self.seq_layers.hidden_size
         h = out[..., :H] + (out[..., H:] if self.bidirectional else 0) + h
@@ -127,8 +131,10 @@ def time_warp(x:Tensor, # (N, F, T)
     if W < 1: return x
     p = torch.randint(W, T - W, (N,), generator=generator); d = torch.randint(-W, W, (N,), generator=generator)
     knots = torch.stack([torch.zeros(N), p.float(), torch.full((N,), T - 1.)], 1)
-    ys = _hermite(knots, torch.stack([-torch.ones(N), (p - d) * 2 / (T - 1) - 1, torch.ones(N)], 1), torch.linspace(0, T - 1, T).expand(N, -1))
-    grid = torch.cat([ys.view(N, 1, T, 1).expand(-1, Fq, -1, -1), torch.linspace(-1, 1, Fq).view(-1, 1, 1).expand(N, -1, T, -1)], -1)
+    ys = _hermite(knots, torch.stack([-torch.ones(N), (p - d) * 2 / (T - 1) - 1, torch.ones(N)], 1),
+                  torch.linspace(0, T - 1, T).expand(N, -1))
+    grid = torch.cat([ys.view(N, 1, T, 1).expand(-1, Fq, -1, -1),
+                      torch.linspace(-1, 1, Fq).view(-1, 1, 1).expand(N, -1, T, -1)], -1)
     return F.grid_sample(x[:, None].float(), grid.to(x.device), align_corners=True)[:, 0].to(x.dtype)
 
 def band_mask(x:Tensor, # (N, F, T)
@@ -236,7 +242,7 @@ def create_fewshot_model(exp:dict, mcfg:dict, # the two seed configs (loaded unc
     enc = create_encoder(exp['encoder_name'], mcfg, pool, input_shape)
     spec = exp['input_type'] == 'spec'  # spectrogram views: always the seed's 3 (waveaug_params.aug_num counts waveform views)
     n_views = (4 if spec else 1 + int(exp['waveaug_params'].get('aug_num', 3))) if _augmenting(exp) else 1
-    views = (SpecViews(exp['specaug_params']) if spec else WaveViews(exp['waveaug_params'], sample_rate)) if _augmenting(exp) else None
+    views = None if not _augmenting(exp) else SpecViews(exp['specaug_params']) if spec else WaveViews(exp['waveaug_params'], sample_rate)
     att = ViewAttention(**mcfg['Attention']) if exp['use_attention'] else None
     dim = enc.out_dim * (n_views if att is not None else 1)
     p = _fit_dim(mcfg['Projection'], 'input_dim', dim, 'Projection')

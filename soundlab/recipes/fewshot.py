@@ -243,7 +243,7 @@ def _stopped(history:list, patience:int) -> bool:
 def train_fewshot(cfg:FewShotConfig, exp:dict, data:dict, mcfg:dict|None=None) -> dict:
     "Train (or resume) one run; returns dict(model, history, run_dir, trainer, stopped_early)."
     mcfg = mcfg or load_fewshot_config(cfg.experiment_config or None, cfg.model_config or None)[1]
-    shape = data['train']._array(0).shape[-2:] if exp['input_type'] == 'spec' else None  # (mel bins, frames): the seed's CNN head size
+    shape = data['train']._array(0).shape[-2:] if exp['input_type'] == 'spec' else None  # (bins, frames): the seed's CNN head
     seed_everything(cfg.seed); model = create_fewshot_model(exp, mcfg, pool=cfg.encoder_pool, input_shape=shape)
     opt = torch.optim.Adam(model.parameters(), lr=exp['lr'])
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, exp['scheduler_milestones'], exp['scheduler_gamma'])

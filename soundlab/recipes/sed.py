@@ -186,7 +186,8 @@ def pretrain_step(cfg:SEDConfig, views:SimCLRViews, generator:torch.Generator, b
     "step(model, batch) -> {'loss'}: NT-Xent between the projections of the two views of every clip."
     loss = SupConLoss(cfg.tau)
     def step(m, b):
-        v1, v2 = views(b['x'], generator, backgrounds, b['index'] if backgrounds is not None else None)  # never a clip's own background
+        index = b['index'] if backgrounds is not None else None  # a clip's own background is never drawn
+        v1, v2 = views(b['x'], generator, backgrounds, index)
         if cfg.view_passes not in (1, 2): raise ValueError(f'view_passes must be 1 or 2, got {cfg.view_passes}')
         z = (m(torch.cat([v1, v2])[:, None]) if cfg.view_passes == 1 else torch.cat([m(v1[:, None]), m(v2[:, None])])).float()
         return {'loss': loss(torch.stack(z.chunk(2), 1))}
