@@ -286,25 +286,37 @@ def _views_patches(self:SimCLRViews, clips, generator) -> Tensor:
     if self.n_frames is None: x = torch.stack(list(clips)); return torch.stack([x, x])
     return torch.stack([sample_patches(c, self.n_frames, generator, 2, self.layout) for c in clips], 1)
 
-def _views_backgrounds(self:SimCLRViews, n:int, pool, generator, own:bool) -> Tensor:
-    "(n, ...) background patches: from `pool`, never a clip's own when `own` (the pool is the batch)."
-    if own and len(pool) < 2: raise ValueError('SimCLRViews: mix-back needs 2+ clips in the batch, or `backgrounds`')
-    r = torch.randint(1 if own else 0, len(pool), (n,), generator=generator, device=_gdev(generator)).tolist()
-    idx = [(i + j) % len(pool) for i, j in enumerate(r)] if own else r
-    if self.n_frames is None: return torch.stack([pool[j] for j in idx])
-    return torch.stack([sample_patches(pool[j], self.n_frames, generator, 1, self.layout)[0] for j in idx])
+def _pick_others(n_pool:int, exclude:list, generator=None) -> list:
+    "One index of [0, n_pool) per row of `exclude`, uniform over those not in that row (the seed's redraw-until-different)."
+    out = []
+    for u, ex in zip(_rand(len(exclude), generator=generator).tolist(), exclude):
+        ex = sorted({int(e) for e in ex}); k = n_pool - len(ex)
+        r = min(int(u * k), k - 1)
+        for e in ex: r += r >= e
+        out.append(r)
+    return out
+
+def _views_backgrounds(self:SimCLRViews, pool, picks:list, generator) -> Tensor:
+    "(n, ...) background patches: a random patch of each clip `picks` of `pool`."
+    if self.n_frames is None: return torch.stack([pool[j] for j in picks])
+    return torch.stack([sample_patches(pool[j], self.n_frames, generator, 1, self.layout)[0] for j in picks])
 
 # %% ../nbs/03_augment.ipynb #sv023
 def _views_call(self:SimCLRViews, clips, # B clips (frames_i, mel) for 'tf' (a list, or a (B, frames, mel) tensor)
                 generator:torch.Generator|None=None, # source of randomness (global RNG if None)
                 backgrounds=None, # clips to draw mix-back backgrounds from (default: the other clips of the batch)
+                index=None, # position of every clip in `backgrounds` (e.g. dataset indices): never its own background
                ) -> tuple: # two (B, n_frames, mel) views for 'tf'
     "Both views of every clip."
     views = self.patches(clips, generator); b = views.shape[1]
     if self.mix_back:
         a = self.mix_back * _rand(b, generator=generator, device=views.device)  # one level per clip, both views
-        pool, own = (clips, True) if backgrounds is None else (backgrounds, False)
-        views = torch.stack([mix_back(v, self.backgrounds(b, pool, generator, own).to(v), a, generator) for v in views])
+        own, pool = backgrounds is None, clips if backgrounds is None else backgrounds
+        if own and len(pool) < 2: raise ValueError('SimCLRViews: mix-back needs 2+ clips in the batch, or `backgrounds`')
+        me = [[i] for i in range(b)] if own else [[int(i)] for i in index] if index is not None else [[] for _ in range(b)]
+        p1 = _pick_others(len(pool), me, generator)  # the seed: a clip other than the clip itself ...
+        p2 = _pick_others(len(pool), [m + [p] for m, p in zip(me, p1)] if len(pool) > 2 else me, generator)  # ... and another one
+        views = torch.stack([mix_back(v, self.backgrounds(pool, p, generator).to(v), a, generator) for v, p in zip(views, (p1, p2))])
     return tuple(self.augment(v, generator) for v in views)
 
 def _views_augment(self:SimCLRViews, x:Tensor, generator=None) -> Tensor:

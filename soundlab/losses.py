@@ -173,8 +173,9 @@ class AngularProtoLoss(nn.Module):
     def forward(self, prototypes, queries, labels): # (W, D), (Q, D), (Q,)
         pl = torch.arange(len(prototypes), device=labels.device)
         if self.as_anchors:
-            triplets = self.miner(prototypes, pl, queries, labels)
-            return self.loss(prototypes, pl, triplets, ref_emb=queries, ref_labels=labels)
+            a, p, n = self.miner(prototypes, pl, queries, labels)  # the seed: mined examples, re-paired by the loss
+            return self.loss(prototypes[a], pl[a], ref_emb=torch.cat([queries[p], queries[n]]),
+                             ref_labels=torch.cat([labels[p], labels[n]]))
         emb, lab = torch.cat([prototypes, queries]), torch.cat([pl, labels])
         return self.loss(emb, lab, self.miner(emb, lab))
 

@@ -15,7 +15,7 @@ from .panns import ProjectionHead
 
 # %% auto #0
 __all__ = ['CONFIG_DIR', 'ENCODERS', 'load_fewshot_config', 'conv_block', 'CNNEncoder', 'HybridEncoder', 'create_encoder',
-           'time_warp', 'SpecViews', 'ViewAttention', 'RelationHead', 'FewShotNet', 'LogMelFrontend',
+           'time_warp', 'band_mask', 'SpecViews', 'ViewAttention', 'RelationHead', 'FewShotNet', 'LogMelFrontend',
            'create_fewshot_model']
 
 # %% ../../nbs/22_models.fewshot.ipynb #c004
@@ -37,72 +37,132 @@ def load_fewshot_config(experiment_config=None, # path to experiment_config.json
     return tuple(out)
 
 # %% ../../nbs/22_models.fewshot.ipynb #c007
-def conv_block(cin:int, cout:int) -> nn.Sequential:
-    "conv 3x3 -> BN -> ReLU -> max-pool 2 (ceil mode, so short inputs survive four blocks)."
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True))
+def conv_block(cin:int, cout:int, pool_dim=2, ceil_mode:bool=False) -> nn.Sequential:
+    "MetaAudio's block: conv 3x3 -> BN -> ReLU -> max-pool (kernel = stride = `pool_dim`)."
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
+                         nn.MaxPool2d(pool_dim, pool_dim, ceil_mode=ceil_mode))
 
 def _4d(x:Tensor) -> Tensor: return x[:, None] if x.ndim == 3 else x
 
+def _conv_encoder(cin:int, hidden:int, pool:str, pool_dim, n_blocks:int) -> nn.Sequential:
+    if pool not in ('max', 'adaptive'): raise ValueError(f"pool must be 'max' (the seed's) or 'adaptive', got {pool!r}")
+    k = tuple(pool_dim) if pool == 'max' else 2
+    return nn.Sequential(*[conv_block(cin if i == 0 else hidden, hidden, k, pool == 'adaptive') for i in range(n_blocks)])
+
+def _floor_power(n:int, k:int, times:int) -> int:
+    for _ in range(times): n //= k
+    return n
+
 class CNNEncoder(nn.Module):
     "MetaAudio's 4-64 CNN: (B, [1,] F, T) -> (B, out_dim)."
-    def __init__(self, in_channels:int=1, hidden_channels:int=64, pool_dim=(3, 3), out_dim:int=64, n_blocks:int=4):
+    def __init__(self, in_channels:int=1, hidden_channels:int=64, pool_dim=(3, 3), out_dim:int=64, n_blocks:int=4,
+                 pool:str='max', # 'max': the seed's (max-pool `pool_dim`, flatten, dropout, BN, linear); 'adaptive': see above
+                 input_shape=(128, 157)): # (mel bins, frames) the seed's flatten size is worked out from ('max' only)
         super().__init__()
-        self.blocks = nn.Sequential(*[conv_block(in_channels if i == 0 else hidden_channels, hidden_channels) for i in range(n_blocks)])
-        self.pool = nn.AdaptiveAvgPool2d(tuple(pool_dim))
-        self.fc, self.out_dim = nn.Linear(hidden_channels * math.prod(pool_dim), out_dim), out_dim
-    def forward(self, x): return self.fc(self.pool(self.blocks(_4d(x))).flatten(1))
+        self.conv_encoder = _conv_encoder(in_channels, hidden_channels, pool, pool_dim, n_blocks)
+        self.pool, self.out_dim = pool, out_dim
+        if pool == 'adaptive':
+            self.adapt, self.logits = nn.AdaptiveAvgPool2d(tuple(pool_dim)), nn.Linear(hidden_channels * math.prod(pool_dim), out_dim)
+            return
+        n = hidden_channels * math.prod(_floor_power(int(s), int(k), n_blocks) for s, k in zip(input_shape, pool_dim))
+        if n == 0:
+            raise ValueError(f'CNNEncoder: input {tuple(input_shape)} is too small for {n_blocks} max-pools of {tuple(pool_dim)}')
+        self.logits = nn.Sequential(nn.Dropout(0.3), nn.BatchNorm1d(n), nn.Linear(n, out_dim))
+    def forward(self, x):
+        h = self.conv_encoder(_4d(x))
+        return self.logits((self.adapt(h) if self.pool == 'adaptive' else h).flatten(1))
 
 # %% ../../nbs/22_models.fewshot.ipynb #c008
 class HybridEncoder(nn.Module):
     "MetaAudio's CRNN: the CNN blocks, then an RNN/LSTM/GRU over time: (B, [1,] F, T) -> (B, out_dim)."
     def __init__(self, in_channels:int=1, seq_layers:int=1, seq_type:str='RNN', bidirectional:bool=False,
-                 hidden_channels:int=64, pool_dim=(3, 3), out_dim:int=64, n_blocks:int=4):
+                 hidden_channels:int=64, pool_dim=(3, 3), out_dim:int=64, n_blocks:int=4,
+                 pool:str='max'): # 'max': the seed's (skip connection, last step, dropout, BN, linear); 'adaptive': see above
         super().__init__()
         if seq_type.upper() not in ('RNN', 'LSTM', 'GRU'): raise ValueError(f"seq_type must be RNN, LSTM or GRU, got {seq_type!r}")
-        self.blocks = nn.Sequential(*[conv_block(in_channels if i == 0 else hidden_channels, hidden_channels) for i in range(n_blocks)])
-        self.n_freq, self.out_dim = int(pool_dim[0]), out_dim
-        self.rnn = getattr(nn, seq_type.upper())(hidden_channels * self.n_freq, out_dim, seq_layers, batch_first=True, bidirectional=bidirectional)
-        self.fc = nn.Linear(out_dim * (2 if bidirectional else 1), out_dim)
+        self.conv_encoder, self.pool = _conv_encoder(in_channels, hidden_channels, pool, pool_dim, n_blocks), pool
+        self.n_freq, self.out_dim, self.bidirectional = int(pool_dim[0]), out_dim, bidirectional
+        rnn = getattr(nn, seq_type.upper())
+        if pool == 'adaptive':
+            self.seq_layers = rnn(hidden_channels * self.n_freq, out_dim, seq_layers, batch_first=True, bidirectional=bidirectional)
+            self.logits = nn.Linear(out_dim * (2 if bidirectional else 1), out_dim)
+        else:  # the seed: RNN width = channels (one pooled band), skip connection, BN head
+            self.seq_layers = rnn(hidden_channels, hidden_channels, seq_layers, batch_first=True, bidirectional=bidirectional)
+            self.logits = nn.Sequential(nn.Dropout(0.3), nn.BatchNorm1d(hidden_channels), nn.Linear(hidden_channels, out_dim))
+
     def forward(self, x):
-        h = self.blocks(_4d(x))  # (B, C, F', T')
-        h = F.adaptive_avg_pool2d(h, (self.n_freq, h.shape[-1])).flatten(1, 2).transpose(1, 2)  # (B, T', C * n_freq)
-        return self.fc(self.rnn(h)[0][:, -1])
+        h = self.conv_encoder(_4d(x))  # (B, C, F', T')
+        if self.pool == 'adaptive':
+            h = F.adaptive_avg_pool2d(h, (self.n_freq, h.shape[-1])).flatten(1, 2).transpose(1, 2)  # (B, T', C * n_freq)
+            return self.logits(self.seq_layers(h)[0][:, -1])
+        if h.shape[1] * h.shape[2] != self.seq_layers.input_size:
+            raise ValueError(f'HybridEncoder: {h.shape[1] * h.shape[2]} features per frame after the pools, '
+                             f'the RNN takes {self.seq_layers.input_size} '
+                             f"(the seed's layout needs the mel axis pooled to one band: 81-242 bins for pool 3; "
+                             f"or use pool='adaptive')")
+        h = h.transpose(1, -1); h = h.reshape(*h.shape[:2], -1)  # (B, T', F' * C), as the seed
+        out, H = self.seq_layers(h)[0], self.seq_layers.hidden_size
+        h = out[..., :H] + (out[..., H:] if self.bidirectional else 0) + h
+        return self.logits(h[:, -1])
 
 ENCODERS = {'CNN': CNNEncoder, 'Hybrid': HybridEncoder}
 
-def create_encoder(name:str, model_config:dict) -> nn.Module:
+def create_encoder(name:str, model_config:dict, pool:str='max', input_shape=None) -> nn.Module:
     "The encoder `name` ('CNN' or 'Hybrid') with its block of `model_config`."
     if name not in ENCODERS: raise ValueError(f'unknown encoder {name!r}; choose from {list(ENCODERS)}')
-    return ENCODERS[name](**model_config[name])
+    kw = dict(input_shape=tuple(input_shape)) if name == 'CNN' and input_shape is not None else {}
+    return ENCODERS[name](**model_config[name], pool=pool, **kw)
 
 # %% ../../nbs/22_models.fewshot.ipynb #c011
+def _hermite(x:Tensor, y:Tensor, xs:Tensor) -> Tensor:
+    "Cubic Hermite interpolation through knots (x, y) (N, K), slopes the mean of the adjacent secants, at xs (N, M)."
+    m = (y[:, 1:] - y[:, :-1]) / (x[:, 1:] - x[:, :-1])
+    m = torch.cat([m[:, :1], (m[:, 1:] + m[:, :-1]) / 2, m[:, -1:]], 1)
+    i = torch.searchsorted(x[:, 1:].contiguous(), xs.contiguous())
+    x0, dx = x.gather(1, i), x.gather(1, i + 1) - x.gather(1, i); t = (xs - x0) / dx
+    A = torch.tensor([[1, 0, -3, 2], [0, 1, -2, 1], [0, 0, 3, -2], [0, 0, -1, 1]], dtype=t.dtype)  # Hermite basis, powers of t
+    h = (A @ (t.unsqueeze(-2) ** torch.arange(4).view(-1, 1))).movedim(1, 0)  # (4, N, M), in the seed's order of operations
+    return h[0] * y.gather(1, i) + h[1] * m.gather(1, i) * dx + h[2] * y.gather(1, i + 1) + h[3] * m.gather(1, i + 1) * dx
+
 def time_warp(x:Tensor, # (N, F, T)
               W:int, generator:torch.Generator|None=None) -> Tensor:
-    "SpecAugment's time warp: move a random centre frame by up to W frames, resampling both sides linearly (one grid_sample)."
-    N, Fq, T = x.shape; W = min(int(W), (T - 3) // 2)
+    "The seed's time warp: knot p ~ U{W..T-W-1} moved by d ~ U{-W..W-1}, Hermite time map, bilinear resampling."
+    N, Fq, T = x.shape; W = min(int(W), (T - 1) // 2)
     if W < 1: return x
-    c = torch.randint(W + 1, T - W - 1, (N, 1), generator=generator).to(x.device).float()  # both sides keep >= 1 frame
-    w = torch.randint(-W, W + 1, (N, 1), generator=generator).to(x.device).float()
-    t = torch.arange(T, device=x.device).float()[None] + 0.5  # output frame centres
-    src = torch.where(t < c + w, t * c / (c + w), c + (t - c - w) * (T - c) / (T - c - w))  # source position (frame units)
-    gx = (2 * src / T - 1)[:, None, :, None].expand(N, Fq, T, 1)
-    gy = (2 * (torch.arange(Fq, device=x.device).float() + 0.5) / Fq - 1)[None, :, None, None].expand(N, Fq, T, 1)
-    out = F.grid_sample(x[:, None].float(), torch.cat([gx, gy], -1), mode='bilinear', padding_mode='border', align_corners=False)
-    return out[:, 0].to(x.dtype)
+    p = torch.randint(W, T - W, (N,), generator=generator); d = torch.randint(-W, W, (N,), generator=generator)
+    knots = torch.stack([torch.zeros(N), p.float(), torch.full((N,), T - 1.)], 1)
+    ys = _hermite(knots, torch.stack([-torch.ones(N), (p - d) * 2 / (T - 1) - 1, torch.ones(N)], 1),
+                  torch.linspace(0, T - 1, T).expand(N, -1))
+    grid = torch.cat([ys.view(N, 1, T, 1).expand(-1, Fq, -1, -1),
+                      torch.linspace(-1, 1, Fq).view(-1, 1, 1).expand(N, -1, T, -1)], -1)
+    return F.grid_sample(x[:, None].float(), grid.to(x.device), align_corners=True)[:, 0].to(x.dtype)
+
+def band_mask(x:Tensor, # (N, F, T)
+              dim:int, # -1: time stripes, -2: frequency stripes
+              max_width:int, n:int=1, value:float=0., generator=None, draws=None) -> Tensor:
+    "`n` stripes, width ~ U{1..max_width}, start ~ U{0..size-width-1}, the same for the whole batch (the seed's masks)."
+    size, out = x.shape[dim], x.clone()
+    for k in range(n):
+        if draws is not None: w, s = draws[k]
+        else:
+            w = int(torch.randint(1, max(1, min(int(max_width), size - 1)) + 1, (1,), generator=generator))
+            s = int(torch.randint(0, size - w, (1,), generator=generator))
+        out.narrow(dim, int(s), int(w)).fill_(value)
+    return out
 
 # %% ../../nbs/22_models.fewshot.ipynb #c012
 class SpecViews(nn.Module):
-    "(B, F, T) -> (B, 1 + aug_num, F, T): the input and `aug_num` SpecAugment views (seed 002's `specaug_params`)."
-    def __init__(self, params:dict, aug_num:int=3):
+    "(B, F, T) -> (B, 4, F, T): the input, its time warp, a time mask, a frequency mask (seed 002's `specaug_params`)."
+    def __init__(self, params:dict):
         super().__init__()
-        self.aug_num, self.W = aug_num, int(params.get('W', 0))
-        self.spec = SpecAugment(params['mask_param'], params['mask_param'], params['num_mask'], params['num_mask'],
-                                params.get('mask_value', 0.), params.get('p', 1.), layout='ft')
+        self.W, self.mask_param, self.num_mask = int(params.get('W', 0)), int(params['mask_param']), int(params['num_mask'])
+        self.mask_value, self.p = float(params.get('mask_value', 0.)), float(params.get('p', 1.))
     def forward(self, x:Tensor, generator:torch.Generator|None=None) -> Tensor:
         x = x[:, 0] if x.ndim == 4 else x
-        self.spec.train()  # views are wanted in eval mode too
-        views = [self.spec(time_warp(x, self.W, generator) if self.W else x, generator) for _ in range(self.aug_num)]
-        return torch.stack([x] + views, 1)
+        tmax = max(1, min(self.mask_param, int(self.p * x.shape[-1])))  # the seed: p is the largest fraction of the frames
+        return torch.stack([x, time_warp(x, self.W, generator) if self.W else x,
+                            band_mask(x, -1, tmax, self.num_mask, self.mask_value, generator),
+                            band_mask(x, -2, self.mask_param, self.num_mask, self.mask_value, generator)], 1)
 
 # %% ../../nbs/22_models.fewshot.ipynb #c015
 class ViewAttention(nn.Module):
@@ -129,21 +189,23 @@ class FewShotNet(nn.Module):
     "Prototypical network body: views -> encoder -> [attention] ; optional projection and relation heads."
     def __init__(self, encoder:nn.Module, views:nn.Module|None=None, attention:nn.Module|None=None,
                  projection:nn.Module|None=None, relation:nn.Module|None=None,
-                 n_views:int=1, # views per input when augmenting (1 + aug_num)
-                 frontend:nn.Module|None=None): # waveform -> spectrogram, for input_type 'wav'
+                 n_views:int=1, # views per input when augmenting (4 for spectrograms, 1 + aug_num for waveforms)
+                 frontend:nn.Module|None=None, # waveform -> spectrogram, for input_type 'wav'
+                 view_batches:bool=True): # one encoder pass per view (the seed's: batch norm sees each view alone); False: one pass
         super().__init__()
         self.encoder, self.views, self.attention, self.projection, self.relation = encoder, views, attention, projection, relation
-        self.n_views, self.frontend = n_views, frontend
+        self.n_views, self.frontend, self.view_batches = n_views, frontend, view_batches
+
+    def _encode(self, v:Tensor) -> Tensor: return self.encoder(self.frontend(v) if self.frontend is not None else v)
 
     def embed(self, x:Tensor, augment:bool=False, generator=None) -> Tensor:
         "(B, ...) inputs -> (B, V, D) view embeddings."
         if augment and self.views is not None:
             v = self.views(x, generator) if isinstance(self.views, SpecViews) else self.views(x)
-        else: v = x[:, None].expand(-1, self.n_views if self.attention is not None else 1, *x.shape[1:])
+        else: v = x[:, None].expand(-1, self.n_views if self.attention is not None and self.views is not None else 1, *x.shape[1:])
         B, V = v.shape[:2]
-        v = v.reshape(B * V, *v.shape[2:])
-        if self.frontend is not None: v = self.frontend(v)
-        return self.encoder(v).reshape(B, V, -1)
+        if self.view_batches: return torch.stack([self._encode(v[:, k]) for k in range(V)], 1)
+        return self._encode(v.reshape(B * V, *v.shape[2:])).reshape(B, V, -1)
 
     def fuse(self, e:Tensor) -> Tensor:
         "(B, V, D) -> (B, V*D) through attention, or (B*V, D) (views as extra samples)."
@@ -172,12 +234,15 @@ def _fit_dim(cfg:dict, key:str, want:int, what:str) -> dict:
     return cfg | {key: want}
 
 def create_fewshot_model(exp:dict, mcfg:dict, # the two seed configs (loaded unchanged)
-                         sample_rate:int=16000, n_mels:int=64) -> FewShotNet:
+                         sample_rate:int=16000, n_mels:int=128, # the waveform frontend (the seed's 128 mel bins)
+                         pool:str='max', # encoder layout: 'max' the seed's, 'adaptive' for small inputs
+                         input_shape=None, # (mel bins, frames) of the spectrograms, for the seed's CNN (None: 128 x 157)
+                        ) -> FewShotNet:
     "The FewShotNet an experiment_config + model_config pair describes."
-    enc = create_encoder(exp['encoder_name'], mcfg)
-    aug_num = int(exp['waveaug_params'].get('aug_num', 3))
-    n_views = 1 + aug_num if (_augmenting(exp) or exp['use_attention']) else 1
-    views = (SpecViews(exp['specaug_params'], aug_num) if exp['input_type'] == 'spec' else WaveViews(exp['waveaug_params'], sample_rate)) if _augmenting(exp) else None
+    enc = create_encoder(exp['encoder_name'], mcfg, pool, input_shape)
+    spec = exp['input_type'] == 'spec'  # spectrogram views: always the seed's 3 (waveaug_params.aug_num counts waveform views)
+    n_views = (4 if spec else 1 + int(exp['waveaug_params'].get('aug_num', 3))) if _augmenting(exp) else 1
+    views = None if not _augmenting(exp) else SpecViews(exp['specaug_params']) if spec else WaveViews(exp['waveaug_params'], sample_rate)
     att = ViewAttention(**mcfg['Attention']) if exp['use_attention'] else None
     dim = enc.out_dim * (n_views if att is not None else 1)
     p = _fit_dim(mcfg['Projection'], 'input_dim', dim, 'Projection')

@@ -74,16 +74,17 @@ class FewShotConfig:
     on_bad_file:str='raise' # 'raise' or 'skip' unreadable / malformed recordings (see `load_splits`' `bad`)
     synth:dict=field(default_factory=dict) # arguments of make_metaaudio
     scenario_overrides:dict=field(default_factory=dict) # {scenario: {experiment key: value}} applied last
+    encoder_pool:str='max' # 'max': the seed's encoders (128-band features); 'adaptive': small features (see models.fewshot)
     out_dir:str='' # runs (checkpoints, histories); '' = data_dir()/runs/fewshot
 
 PRESETS = {
     'paper': {},
-    'demo': dict(num_epochs=5, n_training_tasks=8, n_validation_tasks=6, n_testing_tasks=60, patience=3, scheduler_milestones=(3,),
+    'demo': dict(num_epochs=5, n_training_tasks=8, n_validation_tasks=6, n_testing_tasks=60, patience=3, scheduler_milestones=(3,), encoder_pool='adaptive',
                  synth=dict(n_classes=40, samples_per_class=(10, 14), n_mels=32, hop_length=512, max_segments=3),
                  # RelationNet's comparison MLP starts from scratch (distances work from a random encoder): more, cheap, episodes
                  scenario_overrides={'relationnet': dict(num_epochs=8, n_training_tasks=25, patience=8, scheduler_milestones=[6])}),
     'smoke': dict(encoder_name='CNN', num_epochs=2, n_training_tasks=2, n_validation_tasks=2, n_testing_tasks=4, patience=5,
-                  n_way=3, n_shot=2, n_query=2, amp=False, progress=False,
+                  n_way=3, n_shot=2, n_query=2, amp=False, progress=False, encoder_pool='adaptive',
                   synth=dict(n_classes=16, samples_per_class=(5, 6), n_mels=32, hop_length=512, max_segments=2)),
 }
 
@@ -141,8 +142,8 @@ def _shuffle_views(e:torch.Tensor, generator) -> torch.Tensor:
     return e[:, torch.cat([torch.zeros(1, dtype=torch.long), perm])]
 
 def _scores(model, protos, fq) -> torch.Tensor:
-    "(rows, W) logits: relation scores, or negative squared distances."
-    return model.relation(protos, fq) if model.relation is not None else -torch.cdist(fq.float(), protos.float()) ** 2
+    "(rows, W) logits: relation scores, or negative Euclidean distances (the seed's `FSL_Loss`: not squared)."
+    return model.relation(protos, fq) if model.relation is not None else -torch.cdist(fq.float(), protos.float())
 
 # %% ../../nbs/43_recipes.fewshot.ipynb #c015
 def run_episode(model, b:dict, exp:dict, phase:str, # 'train', 'validation' or 'test'
@@ -186,7 +187,7 @@ def episode_step(exp:dict, generator=None):
 
 # %% ../../nbs/43_recipes.fewshot.ipynb #c018
 def majority_vote(pred, # (n_segments,) predicted label of every segment
-                  post, # (n_segments, W) posteriors
+                  post, # (n_segments, W) scores (the seed: negative distances); a segment's posterior is its predicted label's
                   group, # (n_segments,) recording of every segment (0..n-1)
                   tie_strategy:str='', # '', 'min_label' or 'max_posterior'
                  ) -> torch.Tensor: # (n_recordings,)
@@ -199,7 +200,9 @@ def majority_vote(pred, # (n_segments,) predicted label of every segment
         tied = torch.nonzero(counts == counts.max()).flatten()
         if len(tied) == 1 or tie_strategy == 'min_label': out.append(int(tied.min()))
         elif tie_strategy == '': out.append(int(next(int(l) for l in p if l in tied)))
-        else: out.append(int(tied[post[group == g][:, tied].amax(0).argmax()]))
+        else:  # the seed: the tied label of the segment whose own prediction scores highest (first such segment)
+            own = post[group == g].gather(1, p[:, None])[:, 0]; cand = torch.isin(p, tied)
+            out.append(int(p[cand][own[cand].argmax()]))
     return torch.tensor(out)
 
 # %% ../../nbs/43_recipes.fewshot.ipynb #c020
@@ -208,8 +211,7 @@ def episode_accuracy(model, b:dict, exp:dict, phase:str, generator=None) -> floa
     o = run_episode(model, b, exp, phase, generator)
     nrow = len(b['query_group'])
     s = torch.zeros(nrow, o['scores'].shape[1]).index_add_(0, o['rows'].cpu(), o['scores'].float().cpu())  # view-averaged
-    post = s.softmax(1) if model.relation is None else s
-    rec_pred = majority_vote(s.argmax(1), post, b['query_group'].cpu(), exp['tie_strategy'])
+    rec_pred = majority_vote(s.argmax(1), s, b['query_group'].cpu(), exp['tie_strategy'])
     return float((rec_pred == b['query_y'].cpu()).float().mean())
 
 @torch.no_grad()
@@ -227,7 +229,7 @@ def run_dir(cfg:FewShotConfig, exp:dict) -> Path:
     "Checkpoint folder of one dataset x scenario run (a digest of everything that shapes it)."
     marker = corpus_root(cfg)/'.synth.json'  # a regenerated synthetic corpus starts new runs
     key = dict(exp=exp, data=cfg.data_root, corpus=marker.read_text() if marker.exists() else '', seed=cfg.seed,
-               model=cfg.model_config, val=cfg.n_validation_tasks)
+               model=cfg.model_config, pool=cfg.encoder_pool, val=cfg.n_validation_tasks)
     name = f"{exp['dataset_name']}_{cfg.scenario}_{'real' if cfg.data_root else 'synth'}_{config_digest(key)}"
     return Path(cfg.out_dir or data_dir()/'runs'/'fewshot')/name
 
@@ -241,7 +243,8 @@ def _stopped(history:list, patience:int) -> bool:
 def train_fewshot(cfg:FewShotConfig, exp:dict, data:dict, mcfg:dict|None=None) -> dict:
     "Train (or resume) one run; returns dict(model, history, run_dir, trainer, stopped_early)."
     mcfg = mcfg or load_fewshot_config(cfg.experiment_config or None, cfg.model_config or None)[1]
-    seed_everything(cfg.seed); model = create_fewshot_model(exp, mcfg)
+    shape = data['train']._array(0).shape[-2:] if exp['input_type'] == 'spec' else None  # (bins, frames): the seed's CNN head
+    seed_everything(cfg.seed); model = create_fewshot_model(exp, mcfg, pool=cfg.encoder_pool, input_shape=shape)
     opt = torch.optim.Adam(model.parameters(), lr=exp['lr'])
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, exp['scheduler_milestones'], exp['scheduler_gamma'])
     out, dev = run_dir(cfg, exp), get_device(cfg.device)

@@ -47,6 +47,7 @@ class SEDConfig:
     standardize:bool=False # linear eval on standardised embeddings (a fixed affine map: still a linear classifier)
     patch_len:int=101; patch_hop:int=50 # TF patches (frames) and the evaluation hop
     mix_back:float=0.05; rrc:bool=True; compand:float=0.75; noise:float=0.01; specaugment:bool=False # the views
+    view_passes:int=2 # encoder passes per pre-training step: 2 the seed's (batch norm sees each view alone), 1 both in one batch
     eval_bs:int=100 # patches per evaluation batch
     seed:int=271828 # the seed's seed_initialization
     device:str='auto'; amp:bool=True; channels_last:bool=False
@@ -56,9 +57,9 @@ class SEDConfig:
 
 PRESETS = {
     'paper': {},
-    'demo': dict(arch='resnet18', epochs=30, bs=32, lr=0.1, lineval_epochs=30, finetune_epochs=10, finetune_bs=32,
+    'demo': dict(arch='resnet18', epochs=30, bs=32, lr=0.1, view_passes=1, lineval_epochs=30, finetune_epochs=10, finetune_bs=32,
                  standardize=True, seed=0, synth=dict(n_per_class=12, n_test_per_class=4, durations=(1., 4.))),
-    'smoke': dict(arch='vgglike', epochs=1, bs=32, lineval_epochs=2, finetune_epochs=1, finetune_bs=32, standardize=True,
+    'smoke': dict(arch='vgglike', epochs=1, bs=32, view_passes=1, lineval_epochs=2, finetune_epochs=1, finetune_bs=32, standardize=True,
                   seed=0, amp=False, synth=dict(n_per_class=2, n_test_per_class=1, durations=(1., 2.))),
 }
 
@@ -139,7 +140,7 @@ class SimCLRNet(nn.Module):
 
 
 _COMMON = ('data_root', 'synth', 'arch', 'seed', 'patch_len', 'patch_hop')
-_FIELDS = {'pretrain': ('epochs', 'bs', 'lr', 'lr_steps', 'tau', 'proj_hidden', 'proj_dim', 'momentum', 'wd', 'mix_back', 'rrc', 'compand', 'noise', 'specaugment'),
+_FIELDS = {'pretrain': ('epochs', 'bs', 'lr', 'lr_steps', 'tau', 'proj_hidden', 'proj_dim', 'momentum', 'wd', 'mix_back', 'rrc', 'compand', 'noise', 'specaugment', 'view_passes'),
            'lineval': ('train_on_clean', 'val_fraction', 'lineval_epochs', 'lineval_bs', 'lineval_lr', 'downstream_lr_steps', 'momentum', 'wd', 'standardize'),
            'finetune': ('train_on_clean', 'val_fraction', 'finetune_epochs', 'finetune_bs', 'finetune_lr', 'downstream_lr_steps', 'momentum', 'wd')}
 
@@ -185,8 +186,10 @@ def pretrain_step(cfg:SEDConfig, views:SimCLRViews, generator:torch.Generator, b
     "step(model, batch) -> {'loss'}: NT-Xent between the projections of the two views of every clip."
     loss = SupConLoss(cfg.tau)
     def step(m, b):
-        v1, v2 = views(b['x'], generator, backgrounds)
-        z = m(torch.cat([v1, v2])[:, None]).float()
+        index = b['index'] if backgrounds is not None else None  # a clip's own background is never drawn
+        v1, v2 = views(b['x'], generator, backgrounds, index)
+        if cfg.view_passes not in (1, 2): raise ValueError(f'view_passes must be 1 or 2, got {cfg.view_passes}')
+        z = (m(torch.cat([v1, v2])[:, None]) if cfg.view_passes == 1 else torch.cat([m(v1[:, None]), m(v2[:, None])])).float()
         return {'loss': loss(torch.stack(z.chunk(2), 1))}
     return step
 
