@@ -17,7 +17,7 @@ from . import dist
 
 # %% auto #0
 __all__ = ['CheckpointError', 'save_checkpoint', 'load_checkpoint', 'to_device', 'epoch_seed', 'Trainer', 'autocast',
-           'state_dict', 'load_state_dict', 'train_epoch', 'fit', 'write_history', 'ShardedSampler',
+           'state_dict', 'load_state_dict', 'train_epoch', 'fit', 'write_history', 'seed_precision', 'ShardedSampler',
            'ShardedBatchSampler', 'loader', 'predict', 'update_table']
 
 # %% ../nbs/40_train.ipynb #c006
@@ -203,6 +203,13 @@ def write_history(self:Trainer):
     if not dist.is_main(): return
     with atomic_write(self.out_dir/'history.csv', suffix='.csv') as tmp: pd.DataFrame(self.history).to_csv(tmp, index=False)
 Trainer.write_history = write_history
+
+# %% ../nbs/40_train.ipynb #pr04
+def seed_precision(amp:bool, # the recipe's switch: False is fp32 on every device
+                   cuda:str='fp32', # the seed's own precision on CUDA ('fp16' for AST's reference)
+                  ) -> str|dict:
+    "A recipe's `precision`: fp32 without `amp`; with it, the seed's own precision on CUDA and 'auto' elsewhere."
+    return {'cuda': cuda} if amp else 'fp32'
 
 # %% ../nbs/40_train.ipynb #rl01
 class ShardedSampler(Sampler):
