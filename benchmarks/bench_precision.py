@@ -69,6 +69,16 @@ def _psla(amp, seed, epochs, out):
     row = df[(df.model == 'best_single') & (df.set == 'evaluation')].iloc[0]
     return 100 * row.mAP, 'eval mAP % (best single)', psla_config('demo').amp
 
+def preset_default(recipe) -> str:
+    "The precision the recipe's demo preset trains at on this CPU ('bf16' if its amp is on and the CPU runs bf16)."
+    from soundlab.core import autocast_dtype
+    if recipe.startswith('resp'): from soundlab.recipes.respiratory import respiratory_config as f; amp = f('demo').amp
+    elif recipe == 'sed': from soundlab.recipes.sed import sed_config as f; amp = f('demo').amp
+    elif recipe == 'fewshot': from soundlab.recipes.fewshot import fewshot_config as f; amp = f('demo').amp
+    elif recipe == 'psla': from soundlab.recipes.psla import psla_config as f; amp = f('demo').amp
+    else: from soundlab.recipes.ast import ast_config as f; amp = f('demo', recipe.split('-')[1]).amp
+    return 'bf16' if amp and autocast_dtype('cpu') is not None else 'fp32'
+
 RUNNERS = {'resp-ce': _resp('sl'), 'resp-mscl': _resp('mscl'), 'sed': _sed, 'fewshot': _fewshot,
            'ast-vocalsound': _ast('vocalsound'), 'ast-esc50': _ast('esc50'), 'psla': _psla}
 
@@ -111,7 +121,7 @@ def summarize(runs_csv, recipes) -> 'pd.DataFrame':
             common = set(s['fp32'].seed) & set(s['bf16'].seed)  # speed on the same seeds only
             t = {p: s[p][s[p].seed.isin(common)].seconds.mean() for p in s}
             rows.append({'recipe': rec, 'metric': e.metric.iloc[0] if len(e) else '', 'epochs': ep,
-                         'default': e['default'].iloc[0] if len(e) else '', 'fp32': fmt('fp32'), 'bf16': fmt('bf16'),
+                         'default': preset_default(rec), 'fp32': fmt('fp32'), 'bf16': fmt('bf16'),
                          'Δ bf16-fp32': round(delta, 2) if not math.isnan(delta) else '', 't (Welch)': round(delta / se, 2) if se and not math.isnan(se) else '',
                          'speed bf16/fp32': round(t['fp32'] / t['bf16'], 2) if common else '', 'verdict': verdict})
     return pd.DataFrame(rows)
