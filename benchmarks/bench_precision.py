@@ -39,7 +39,7 @@ def _resp(method):
         from soundlab.recipes.respiratory import respiratory_config, load_cycles, run_once
         cfg = respiratory_config('demo', method=method, amp=amp, epochs=epochs, out_dir=out)
         r = run_once(cfg, load_cycles(cfg, progress=False), seed=seed, progress=False)
-        return r['score'], 'ICBHI Score (best epoch)', respiratory_config('demo').amp
+        return r['score'], 'ICBHI Score (best epoch)', respiratory_config('demo').amp, float(r['history'].seconds.sum())
     return run
 
 def _sed(amp, seed, epochs, out):
@@ -83,15 +83,16 @@ RUNNERS = {'resp-ce': _resp('sl'), 'resp-mscl': _resp('mscl'), 'sed': _sed, 'few
            'ast-vocalsound': _ast('vocalsound'), 'ast-esc50': _ast('esc50'), 'psla': _psla}
 
 
-def run_one(recipe, precision, seed, epochs, runs_csv, info):
+def run_one(recipe, precision, seed, epochs, runs_csv, info, runs_dir=None):
     import pandas as pd, torch
     from soundlab.core import autocast_dtype
     amp = precision != 'fp32'
     if amp and autocast_dtype('cpu') is None: raise SystemExit('this CPU has no native bf16: CPU mixed precision is off, nothing to compare')
-    with tempfile.TemporaryDirectory(prefix='bench_precision_') as out:
+    with (contextlib.nullcontext(str(Path(runs_dir)/recipe/precision/f'seed{seed}')) if runs_dir
+          else tempfile.TemporaryDirectory(prefix='bench_precision_')) as out:
         t0 = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()): value, metric, default_amp = RUNNERS[recipe](amp, seed, epochs, out)
-        sec = time.perf_counter() - t0
+        with contextlib.redirect_stdout(io.StringIO()): value, metric, default_amp, *sec = RUNNERS[recipe](amp, seed, epochs, out)
+        sec = sec[0] if sec else time.perf_counter() - t0  # the training loop's own epoch times where the recipe gives them
     row = dict(recipe=recipe, precision=precision, seed=seed, epochs=epochs or 'preset', metric=metric, value=float(value),
                seconds=sec, default='bf16' if default_amp else 'fp32', threads=torch.get_num_threads(), torch=torch.__version__, **info)
     print(json.dumps(row), flush=True)
@@ -133,6 +134,7 @@ if __name__ == '__main__':
     p.add_argument('--precisions', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16'])
     p.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     p.add_argument('--epochs', type=int, default=None, help="training epochs (default: the demo preset's)")
+    p.add_argument('--runs-dir', default=None, help='keep run folders here (RECIPE/PRECISION/seedN): an interrupted run resumes')
     p.add_argument('--summary-only', action='store_true', help='only rebuild the table from the runs CSV')
     p.add_argument('--runs-csv', default=str(RESULTS/'bench_precision_runs.csv'))
     p.add_argument('--out', default=str(RESULTS/'bench_precision.csv'))
@@ -146,7 +148,7 @@ if __name__ == '__main__':
     if not args.summary_only:
         for rec in args.recipes:
             for seed in args.seeds:
-                for prec in args.precisions: run_one(rec, prec, seed, args.epochs, runs_csv, info)
+                for prec in args.precisions: run_one(rec, prec, seed, args.epochs, runs_csv, info, args.runs_dir)
     table = summarize(runs_csv, RECIPES)
     md = table.to_markdown(index=False)
     print(md)
