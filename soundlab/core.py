@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['SoundlabError', 'AudioError', 'DatasetError', 'seed_everything', 'repo_root', 'data_dir', 'fixtures_dir',
-           'atomic_write', 'config_digest', 'UnsafeFileError', 'load_torch_file', 'get_device', 'cpu_has_bf16',
-           'autocast_dtype']
+__all__ = ['PRECISIONS', 'SoundlabError', 'AudioError', 'DatasetError', 'seed_everything', 'repo_root', 'data_dir',
+           'fixtures_dir', 'atomic_write', 'config_digest', 'UnsafeFileError', 'load_torch_file', 'get_device',
+           'cpu_has_bf16', 'autocast_dtype']
 
 # %% ../nbs/00_core.ipynb #c005
 class SoundlabError(ValueError):
@@ -124,9 +124,17 @@ def cpu_has_bf16() -> bool:
     except OSError: return False
     return any(f in flags for f in ('amx_bf16', 'avx512_bf16'))
 
-def autocast_dtype(device) -> torch.dtype|None:
-    "The mixed-precision dtype worth using on `device`, or None for plain fp32."
+PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
+_AUTOCAST = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+def autocast_dtype(device, # where the model runs
+                   precision:str|dict='auto', # 'auto', 'fp32', 'bf16', 'fp16', or {device type: one of these}
+                  ) -> torch.dtype|None:
+    "The autocast dtype of `precision` on `device`, or None for plain fp32."
     device = torch.device(device)
+    if isinstance(precision, dict): precision = precision.get(device.type, 'auto')  # e.g. {'cuda': 'fp16'}: a seed's own
+    if precision not in PRECISIONS: raise ValueError(f'precision must be one of {PRECISIONS} (or a dict of them per device type), got {precision!r}')
+    if precision != 'auto': return _AUTOCAST[precision]
     if device.type == 'cuda': return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == 'cpu' and cpu_has_bf16(): return torch.bfloat16
     return None

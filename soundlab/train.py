@@ -17,7 +17,7 @@ from . import dist
 
 # %% auto #0
 __all__ = ['CheckpointError', 'save_checkpoint', 'load_checkpoint', 'to_device', 'epoch_seed', 'Trainer', 'autocast',
-           'state_dict', 'load_state_dict', 'train_epoch', 'fit', 'write_history', 'ShardedSampler',
+           'state_dict', 'load_state_dict', 'train_epoch', 'fit', 'write_history', 'seed_precision', 'ShardedSampler',
            'ShardedBatchSampler', 'loader', 'predict', 'update_table']
 
 # %% ../nbs/40_train.ipynb #c006
@@ -72,7 +72,8 @@ class Trainer:
                  mode:str='max', # whether a larger or smaller `monitor` is better
                  out_dir=None, # where history.csv, last.pt, best.pt go (None: nothing written)
                  device='auto', # 'auto', 'cpu', 'cuda', ...
-                 amp:bool=True, # autocast to bf16/fp16 where the device supports it natively
+                 amp:bool=True, # autocast to bf16/fp16 where the device supports it natively (precision None only)
+                 precision:str|dict|None=None, # 'auto', 'fp32', 'bf16', 'fp16' or {device type: ...}; None: 'auto' if amp else 'fp32'
                  channels_last:bool=False, # convolution-friendly memory layout
                  grad_clip:float|None=None, # max gradient norm
                  seed:int=0,
@@ -90,7 +91,8 @@ class Trainer:
         self.step, self.opt, self.sched, self.evaluate = step, optimizer, scheduler, evaluate
         self.monitor, self.mode, self.grad_clip, self.seed = monitor, mode, grad_clip, seed
         self.out_dir = Path(out_dir) if out_dir else None
-        self.amp_dtype = autocast_dtype(self.device) if amp else None
+        self.precision = ('auto' if amp else 'fp32') if precision is None else precision
+        self.amp_dtype = autocast_dtype(self.device, self.precision)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
         self.channels_last, self.progress, self.desc = channels_last, progress, desc
         self.generator = torch.Generator().manual_seed(seed) # hand it to augmentations (and DataLoaders: see `loader`)
@@ -204,6 +206,13 @@ def write_history(self:Trainer):
     with atomic_write(self.out_dir/'history.csv', suffix='.csv') as tmp: pd.DataFrame(self.history).to_csv(tmp, index=False)
 Trainer.write_history = write_history
 
+# %% ../nbs/40_train.ipynb #pr04
+def seed_precision(amp:bool, # the recipe's switch: False is fp32 on every device
+                   cuda:str='fp32', # the seed's own precision on CUDA ('fp16' for AST's reference)
+                  ) -> str|dict:
+    "A recipe's `precision`: fp32 without `amp`; with it, the seed's own precision on CUDA and 'auto' elsewhere."
+    return {'cuda': cuda} if amp else 'fp32'
+
 # %% ../nbs/40_train.ipynb #rl01
 class ShardedSampler(Sampler):
     "Indices of one rank: a per-epoch shared order (shuffled, weighted, or from `source`) sharded round-robin."
@@ -261,9 +270,11 @@ Trainer.loader = loader
 # %% ../nbs/40_train.ipynb #c027
 @torch.no_grad()
 def predict(model:nn.Module, loader, fn:Callable, # fn(model, batch) -> Tensor or dict of Tensors
-            device='auto', amp:bool=True, channels_last:bool=False, progress:bool=False, desc='predict'):
+            device='auto', amp:bool=True, channels_last:bool=False, progress:bool=False, desc='predict',
+            precision:str|dict|None=None): # as `Trainer`'s (None: 'auto' if amp else 'fp32')
     "Apply `fn` batch by batch in eval mode; concatenate the outputs on the CPU (as float32)."
-    device = get_device(device); dtype = autocast_dtype(device) if amp else None
+    precision = ('auto' if amp else 'fp32') if precision is None else precision
+    device = get_device(device); dtype = autocast_dtype(device, precision)
     model.eval(); outs = []
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):

@@ -21,7 +21,7 @@ from ..data.esc50 import prepare_esc50, esc50_classes
 from ..data.speechcommands import prepare_speechcommands, SC_CLASSES
 from ..models.ast import ASTModel
 from ..metrics import accuracy, mean_auc, confusion_df
-from ..train import Trainer, predict, load_checkpoint
+from ..train import Trainer, predict, load_checkpoint, seed_precision
 
 # %% auto #0
 __all__ = ['TASKS', 'PRESETS', 'ASTConfig', 'ast_config', 'corpus_root', 'task_splits', 'class_names', 'build_model', 'logits',
@@ -180,7 +180,8 @@ def run_dir(cfg:ASTConfig, name:str) -> Path:
 
 def scores_of(cfg:ASTConfig, model, ds:TaggingDataset, device) -> torch.Tensor:
     "(N, C) logits of `model` on an evaluation dataset."
-    return predict(model, DataLoader(ds, cfg.eval_bs, num_workers=cfg.num_workers), lambda m, b: logits(cfg, m, b['x']), device=device, amp=cfg.amp)
+    return predict(model, DataLoader(ds, cfg.eval_bs, num_workers=cfg.num_workers), lambda m, b: logits(cfg, m, b['x']), device=device,
+                   precision=seed_precision(cfg.amp, 'fp16' if cfg.model == 'ast' else 'fp32'))
 
 def metrics_of(y:torch.Tensor, s:torch.Tensor) -> dict:
     "Accuracy and mean AUC (%) of logits `s` against (multi-hot) targets `y` (the seed's AUC: on sigmoid outputs)."
@@ -204,7 +205,7 @@ def train_model(cfg:ASTConfig, train:list, evals:dict, # training records; {name
         s = dist.broadcast({k: scores_of(cfg, m, d, trainer.device) for k, d in ev.items()} if dist.is_main() else None); per_epoch.append(s)
         return {f'{k}_{mk}': v for k, x in s.items() for mk, v in metrics_of(targets[k], x).items()}
     out = run_dir(cfg, name)
-    trainer = Trainer(model, make_step(cfg, opt), opt, sched, evaluate, monitor, out_dir=out, device=cfg.device, amp=cfg.amp,
+    trainer = Trainer(model, make_step(cfg, opt), opt, sched, evaluate, monitor, out_dir=out, device=cfg.device, precision=seed_precision(cfg.amp, 'fp16' if cfg.model == 'ast' else 'fp32'),
                       seed=cfg.seed, progress=progress, desc=f'{cfg.task} {name}')
     weights = sample_weights([r.labels for r in train], n_classes) if cfg.bal else None
     hist = trainer.fit(trainer.loader(tr, cfg.bs, shuffle=True, weights=weights, num_workers=cfg.num_workers), cfg.epochs)

@@ -20,7 +20,7 @@ from ..data.metaaudio import MetaAudio, EpisodicSampler, collate_episode, prepar
 from ..models.fewshot import load_fewshot_config, create_fewshot_model, _augmenting
 from ..losses import class_prototypes, prototypical_loss, cpl_loss, AngularProtoLoss, relation_loss
 from ..metrics import fewshot_ci
-from ..train import Trainer, load_checkpoint
+from ..train import Trainer, load_checkpoint, seed_precision
 
 # %% auto #0
 __all__ = ['SCENARIOS', 'PRESETS', 'apply_scenario', 'FewShotConfig', 'fewshot_config', 'experiment', 'corpus_root',
@@ -251,7 +251,7 @@ def train_fewshot(cfg:FewShotConfig, exp:dict, data:dict, mcfg:dict|None=None) -
     def evaluate(m):  # rank 0 scores the validation tasks; the Trainer hands its numbers to every rank
         if not dist.is_main(): return {}
         return {'val_acc': float(evaluate_tasks(m, data['valid'], exp, 'validation', cfg.n_validation_tasks, cfg.seed + 1, dev).mean())}
-    tr = Trainer(model, None, opt, sched, evaluate, 'val_acc', out_dir=out, device=cfg.device, amp=cfg.amp, seed=cfg.seed,
+    tr = Trainer(model, None, opt, sched, evaluate, 'val_acc', out_dir=out, device=cfg.device, precision=seed_precision(cfg.amp), seed=cfg.seed,
                  progress=cfg.progress, desc=f"{exp['dataset_name']} {cfg.scenario}")
     tr.step = episode_step(exp, tr.generator)
     W, S, Q = (exp[f'{k}_train'] for k in ('n_way', 'n_shot', 'n_query'))

@@ -21,7 +21,7 @@ from ..data.tagging import (read_datafile, write_datafile, read_label_csv, recor
 from ..data.fsd50k import write_fsd50k_datafiles, audioset_label_csv, read_ontology, children, ancestors
 from ..models.psla import EffNetAttention
 from ..metrics import tagging_stats, per_class_ap
-from ..train import Trainer, predict, load_checkpoint, save_checkpoint
+from ..train import Trainer, predict, load_checkpoint, save_checkpoint, seed_precision
 
 # %% auto #0
 __all__ = ['THRESHOLDS', 'PRESETS', 'WA_COUNTS', 'AUDIOSET_PAPER', 'FSD50K_SKIP', 'PSLAConfig', 'psla_config', 'warmup_lr',
@@ -322,7 +322,7 @@ def _evaluator(cfg, data, run_dir:Path, tr_ref:list):
         epoch, dev = tr_ref[0].epoch + 1, tr_ref[0].device  # the Trainer counts the epoch after evaluating
         row = {}
         for s in ('val', 'eval'):
-            p = predict(m, DataLoader(sets[s], cfg.eval_bs), _pred_fn, device=dev, amp=cfg.amp).numpy()
+            p = predict(m, DataLoader(sets[s], cfg.eval_bs), _pred_fn, device=dev, precision=seed_precision(cfg.amp)).numpy()
             np.save(pdir/f'{s}_{epoch}.npy', p)
         val = np.load(pdir/f'val_{epoch}.npy')
         row |= {f'val_{k}': v for k, v in psla_stats(targets['val'], val).items()}
@@ -355,7 +355,7 @@ def train_psla(cfg:PSLAConfig, data:dict, train_datafile=None, # default: the or
     opt = torch.optim.Adam(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, lr_milestones(cfg), gamma=cfg.lr_decay)
     ref = []; evaluate, targets = _evaluator(cfg, data, run_dir, ref)
-    tr = Trainer(model, None, opt, sched, evaluate, 'val_mAP', out_dir=run_dir, device=cfg.device, amp=cfg.amp, seed=cfg.seed,
+    tr = Trainer(model, None, opt, sched, evaluate, 'val_mAP', out_dir=run_dir, device=cfg.device, precision=seed_precision(cfg.amp), seed=cfg.seed,
                  progress=progress, desc=f'psla b{cfg.b} ({labels})'); ref.append(tr)
     ds = make_dataset(cfg, train_datafile, files['label_csv'], True, data['norm'], bad=data.get('bad'))
     if cfg.on_bad_file == 'skip':  # find (and drop) bad clips before sampling weights are matched to the clips
@@ -369,7 +369,7 @@ def train_psla(cfg:PSLAConfig, data:dict, train_datafile=None, # default: the or
 # %% ../../nbs/45_recipes.psla.ipynb #c048
 def _predict_sd(cfg, data, model, sd, s) -> np.ndarray:
     model.load_state_dict(sd)
-    return predict(model, DataLoader(data['eval_sets'][s], cfg.eval_bs), _pred_fn, device=get_device(cfg.device), amp=cfg.amp).numpy()
+    return predict(model, DataLoader(data['eval_sets'][s], cfg.eval_bs), _pred_fn, device=get_device(cfg.device), precision=seed_precision(cfg.amp)).numpy()
 
 def run_predictions(cfg:PSLAConfig, data:dict, run:dict) -> dict:
     "{(model, set): (N, C) predictions} for model in best_single / wa / ensemble and set in val / eval."
@@ -432,7 +432,7 @@ def enhancement_table(cfg:PSLAConfig, data:dict, run:dict, progress:bool=False) 
     if files['ontology'] is None: raise DatasetError(data['files']['root'], 'label enhancement needs the AudioSet ontology.json (set cfg.ontology)')
     ds = make_dataset(cfg, files['train'], files['label_csv'], False, data['norm'])
     run['model'].load_state_dict(load_checkpoint(run['run_dir']/'best.pt')['model'])
-    pred = predict(run['model'], DataLoader(ds, cfg.eval_bs), _pred_fn, device=get_device(cfg.device), amp=cfg.amp, progress=progress).numpy()
+    pred = predict(run['model'], DataLoader(ds, cfg.eval_bs), _pred_fn, device=get_device(cfg.device), precision=seed_precision(cfg.amp), progress=progress).numpy()
     mids, onto = read_label_csv(files['label_csv']).mid.tolist(), read_ontology(files['ontology'])
     orig, truth = _label_sets(files['train'], mids), _true_labels(files['root'], read_datafile(files['train']), mids)
     out_dir, rows, res = run['run_dir']/'enhanced', [], {}

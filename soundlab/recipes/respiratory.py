@@ -20,7 +20,7 @@ from .. import dist
 from ..models.panns import create_backbone, RespiratoryNet, LinearClassifier
 from ..losses import SupConLoss, class_weights
 from ..metrics import icbhi_scores
-from ..train import Trainer, predict, load_checkpoint, update_table
+from ..train import Trainer, predict, load_checkpoint, update_table, seed_precision
 
 # %% auto #0
 __all__ = ['METHODS', 'CLASS_NAMES', 'PRESETS', 'METHOD_NAMES', 'RespiratoryConfig', 'respiratory_config', 'corpus_root',
@@ -209,7 +209,7 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
     model = build_model(cfg, n_meta=int(torch.cat([tr_['meta'], te['meta']]).max()) + 1)
     weights = class_weights(tr_['y'], len(CLASS_NAMES))
     run_dir = Path(cfg.out_dir or data_dir()/'runs')/run_tag(cfg)/f'seed{seed}'
-    common = dict(device=cfg.device, amp=cfg.amp, seed=seed, progress=progress)
+    common = dict(device=cfg.device, precision=seed_precision(cfg.amp), seed=seed, progress=progress)
     supervised = cfg.method in ('sl', 'hybrid')
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.wd)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.t_max, eta_min=cfg.eta_min)
@@ -226,8 +226,9 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
         hist = hist.assign(stage='supervised')
     embed = lambda m, b: m.embed(prep(b[0]))
     split_x = {'train': tr_['x'], 'test': te['x']} | ({} if va is None else {'val': va['x']})
-    emb = {s: predict(model, _loader(x_, bs=cfg.bs), embed, device=trainer.device, amp=cfg.amp,
-                      channels_last=cfg.channels_last) for s, x_ in split_x.items()}
+    emb = {s: predict(model, _loader(x_, bs=cfg.bs), embed, device=trainer.device,
+                      precision=seed_precision(cfg.amp), channels_last=cfg.channels_last)
+           for s, x_ in split_x.items()}
     if not supervised:
         clf = LinearClassifier(model.embed_dim, len(CLASS_NAMES))
         lin = Trainer(clf, None, torch.optim.Adam(clf.parameters(), lr=cfg.lr2, weight_decay=cfg.wd), None,

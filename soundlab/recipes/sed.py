@@ -22,7 +22,7 @@ from ..models.sed import create_sed_model, published_checkpoint, estimate_input_
 from ..models.panns import ProjectionHead
 from ..losses import SupConLoss
 from ..metrics import balanced_accuracy, per_class_accuracy
-from ..train import Trainer, predict, load_checkpoint, save_checkpoint, update_table
+from ..train import Trainer, predict, load_checkpoint, save_checkpoint, update_table, seed_precision
 
 # %% auto #0
 __all__ = ['STAGES', 'PRESETS', 'SEDConfig', 'sed_config', 'stage_overrides', 'milestones', 'corpus_root', 'load_clips',
@@ -201,7 +201,7 @@ class _Clips(Dataset):
     def __getitem__(self, i): return dict(x=self.d['x'][i], y=self.d['y'][i], id=self.d['ids'][i], index=i)
 
 def _sgd(params, lr, cfg): return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.wd)
-def _common(cfg, progress): return dict(device=cfg.device, amp=cfg.amp, channels_last=cfg.channels_last, seed=cfg.seed, progress=progress)
+def _common(cfg, progress): return dict(device=cfg.device, precision=seed_precision(cfg.amp), channels_last=cfg.channels_last, seed=cfg.seed, progress=progress)
 
 # %% ../../nbs/42_recipes.sed.ipynb #c026
 def pretrain(cfg:SEDConfig, data:dict, progress:bool=True) -> dict:
@@ -241,7 +241,7 @@ def lineval(cfg:SEDConfig, data:dict, progress:bool=True) -> dict:
     enc, norm = build_encoder(cfg, data)
     dev = get_device(cfg.device); enc.to(dev).requires_grad_(False)
     sets = {s: PatchSet(data[s]['x'], cfg.patch_len, cfg.patch_hop) for s in ('train', 'val', 'test')}
-    emb = {s: predict(enc, DataLoader(p, cfg.eval_bs), _norm_fn(norm), device=dev, amp=cfg.amp) for s, p in sets.items()}
+    emb = {s: predict(enc, DataLoader(p, cfg.eval_bs), _norm_fn(norm), device=dev, precision=seed_precision(cfg.amp)) for s, p in sets.items()}
     mu, sd = (emb['train'].mean(0), emb['train'].std(0) + 1e-5) if cfg.standardize else (0., 1.)
     feats = {s: (e - mu) / sd for s, e in emb.items()}
     clf = nn.Linear(enc.embed_dim, len(CLASSES))
@@ -267,7 +267,7 @@ def finetune_step(cfg:SEDConfig, norm:tuple, generator:torch.Generator):
     return step
 
 def _clip_probs(m, ps:PatchSet, n:int, norm, cfg, dev) -> torch.Tensor:
-    return clip_average(predict(m, DataLoader(ps, cfg.eval_bs), _norm_fn(norm, 'logits'), device=dev, amp=cfg.amp), ps.clip, n)
+    return clip_average(predict(m, DataLoader(ps, cfg.eval_bs), _norm_fn(norm, 'logits'), device=dev, precision=seed_precision(cfg.amp)), ps.clip, n)
 
 # %% ../../nbs/42_recipes.sed.ipynb #c032
 def finetune(cfg:SEDConfig, data:dict, progress:bool=True) -> dict:
@@ -283,7 +283,7 @@ def finetune(cfg:SEDConfig, data:dict, progress:bool=True) -> dict:
     hist = tr.fit(tr.loader(_Clips(data['train']), cfg.finetune_bs, collate_fn=collate_clips), cfg.finetune_epochs)
     model.load_state_dict(load_checkpoint(out/'best.pt')['model'])
     probs = _clip_probs(model, sets['test'], len(data['test']['x']), norm, cfg, dev)
-    emb = predict(model, DataLoader(sets['test'], cfg.eval_bs), _norm_fn(norm), device=dev, amp=cfg.amp)
+    emb = predict(model, DataLoader(sets['test'], cfg.eval_bs), _norm_fn(norm), device=dev, precision=seed_precision(cfg.amp))
     return _result('finetune', cfg, hist, data['test']['y'], probs, clip_average(emb, sets['test'].clip, softmax=False), out)
 
 # %% ../../nbs/42_recipes.sed.ipynb #c041
