@@ -1,7 +1,7 @@
 """Training-step throughput of the respiratory recipe (seed 000) on this machine.
 
 For CNN6 / CNN10 / CNN14 on 8-s cycles at batch 32 it times one optimisation step (forward + backward + Adam) in
-three set-ups, all in one run so that the ratios compare like with like:
+these set-ups, all in one run so that the ratios compare like with like:
 
 - `seed000-style`: what seed 000's loop does each step: log-mel computed from the waveform batch, SpecAugment,
   fp32, default memory layout (its `train_transform` runs the front end inside the training loop);
@@ -16,8 +16,10 @@ Every row also gives the step's multiply-accumulates (MACs: counted from the lay
 convolutions and linear layers, x3 for forward + the two backward products, less the input gradient of the first
 layer) and the fraction of the machine's FMA peak it reaches: peak MAC/s = cores x clock x SIMD lanes x 2 FMA units
 (lanes: 8 fp32 for AVX2, 16 for AVX-512; bf16 with AVX512-BF16 does 2 MACs per fp32 lane). The clock is the
-`cpuinfo_max_freq` of cpufreq where the kernel exposes it, else `cpu MHz` of /proc/cpuinfo (a VM's nominal clock:
-boost clocks above it make the true peak higher); `--clock-ghz` overrides it. The CSV names the CPU model, its flags,
+`cpuinfo_max_freq` of cpufreq where the kernel exposes it, else `cpu MHz` of /proc/cpuinfo, or, where larger, the
+clock implied by a compute-bound oneDNN convolution on one core if it ran at 100 % of peak (a VM reports its nominal
+clock; the cores boost well above it; the implied clock is a lower bound, so the fraction is an upper bound);
+`--clock-ghz` overrides it. The CSV names the CPU model, its flags,
 the ISA in use, the thread count and each row's precision (`soundlab.core.machine_info`). On a shared machine the
 wall-clock fraction drops with the load; `fraction_of_peak_cpu_time` divides by the process's CPU time instead (a
 lower bound on the per-core efficiency, since OpenMP threads spin while they wait).
@@ -63,14 +65,32 @@ def cpu_clock_ghz() -> tuple[float, str]:
     return (max(mhz) / 1e3, '/proc/cpuinfo cpu MHz (nominal)') if mhz else (float('nan'), 'unknown')
 
 
-def fma_peak(precision:str, clock_ghz:float) -> float:
-    "Peak MAC/s of the cores torch uses: cores x clock x SIMD lanes x 2 FMA units (bf16: x2 with AVX512-BF16)."
-    cores = min(torch.get_num_threads(), os.cpu_count())
+def fp32_lanes() -> int:
+    "fp32 lanes of the widest FMA the kernels may use: 16 (AVX-512) or 8 (AVX2)."
     lim = os.environ.get('ONEDNN_MAX_CPU_ISA', '').upper()
     avx512 = ('AVX512' in torch.backends.cpu.get_cpu_capability() and 'avx512f' in _cpu_flags()
               and not lim.startswith(('AVX2', 'AVX', 'SSE')))
-    lanes = 16 if avx512 else 8
-    if precision == 'bfloat16' and cpu_has_bf16(): lanes *= 2   # vdpbf16ps: two bf16 products per fp32 lane
+    return 16 if avx512 else 8
+
+
+def implied_clock_ghz() -> float:
+    "The clock at which a compute-bound fp32 conv (256->256, 3x3, 32x32, batch 32, 1 thread) would run at 100 % of peak."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    conv = nn.Conv2d(256, 256, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
+    x = torch.randn(32, 256, 32, 32).contiguous(memory_format=torch.channels_last)
+    best = 0.
+    with torch.no_grad():
+        conv(x)
+        for _ in range(4):
+            c0 = time.process_time(); conv(x); best = max(best, 32 * 32 * 32 * 256 * 256 * 9 / (time.process_time() - c0))
+    torch.set_num_threads(n)
+    return best / (fp32_lanes() * 2) / 1e9
+
+
+def fma_peak(precision:str, clock_ghz:float) -> float:
+    "Peak MAC/s of the cores torch uses: cores x clock x SIMD lanes x 2 FMA units (bf16: x2 with AVX512-BF16)."
+    cores = min(torch.get_num_threads(), os.cpu_count())
+    lanes = fp32_lanes() * (2 if precision == 'bfloat16' and cpu_has_bf16() else 1)  # vdpbf16ps: 2 products per lane
     return cores * clock_ghz * 1e9 * lanes * 2
 
 
@@ -105,6 +125,10 @@ def bench_steps(args):
     rows = []
     bf16 = autocast_dtype('cpu')
     clock, clock_src = (args.clock_ghz, '--clock-ghz') if args.clock_ghz else cpu_clock_ghz()
+    if not args.clock_ghz:  # a VM's nominal clock can be far below the boost clock: take the larger, say which
+        implied = implied_clock_ghz()
+        if implied > clock: clock, clock_src = implied, f'implied by a compute-bound conv (nominal {clock:.2f} GHz, {clock_src})'
+        print(f'clock {clock:.2f} GHz: {clock_src}')
     # name, cached features, autocast dtype, channels_last, fused Adam, torch.compile
     setups = [('seed000-style', False, None, False, False, False), ('soundlab fp32', True, None, False, False, False),
               ('soundlab fp32 fast', True, None, True, True, False)]
