@@ -58,10 +58,10 @@ class RespiratoryConfig:
 
 PRESETS = {
     'paper': {},
-    # demo: sized for a 2-core AVX2 CPU in fp32 (about 7 min; 15 with the install): 48 patients x 2-5 cycles per
-    # recording, 3-s cycles, 8 contrastive epochs
-    'demo': dict(bs=32, epochs=8, epochs2=50, lr=1e-3, lr2=1e-3, duration=3., t_max=8,
-                 synth=dict(n_patients=48, cycles_per_recording=(2, 5))),
+    # demo: sized for a 2-core AVX2 CPU in fp32 (no bf16): 80 patients x 2-5 cycles per recording, 4-s cycles,
+    # 6 contrastive epochs (t_max 8)
+    'demo': dict(bs=32, epochs=6, epochs2=50, lr=1e-3, lr2=1e-3, duration=4., t_max=8,
+                 synth=dict(n_patients=80, cycles_per_recording=(2, 5))),
     'smoke': dict(bs=16, epochs=1, epochs2=2, lr=1e-3, duration=2., t_max=1, synth=dict(n_patients=6), amp=False),
 }
 
