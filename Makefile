@@ -31,7 +31,7 @@ nbtest: install
 	$(BIN)/nbdev_test --n_workers 2 --do_print
 
 pytest: install
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q --durations=10 tests  # the ten slowest tests stay visible
 
 test: export-check nbtest pytest
 

@@ -14,13 +14,13 @@ repeats are small by default; a GPU makes them cheap.
 
     .venv/bin/python benchmarks/bench_ast.py [--sizes seed demo] [--seed-batch 2 --seed-steps 1] [--demo-batch 16 --demo-steps 5] [--repeats 3] [--device auto] [--amp]
 """
-import argparse, time, platform
+import argparse, time
 from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn.functional as F
 import timm
-from soundlab.core import get_device, autocast_dtype, seed_everything
+from soundlab.core import get_device, autocast_dtype, seed_everything, machine_info
 from soundlab.models.ast import ASTModel
 
 SIZES = {'seed': dict(model_size='base384', fstride=10, tstride=10, input_tdim=1024, label_dim=527),
@@ -79,11 +79,9 @@ def main(argv=None):
     t = df.pivot(index='size', columns='attention', values='s_per_step')
     ratio = t['explicit'] / t['fused']  # throughput of fused over explicit attention
     df['fused_speedup'] = df['size'].map(ratio).round(3)
-    env = (f'{torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()}, '
-           f'{torch.get_num_threads()} threads, torch {torch.__version__}, timm {timm.__version__}, amp {amp_dtype}')
-    df['machine'] = env
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True); df.to_csv(args.out, index=False)
-    print(env); print(df.drop(columns='machine').to_markdown(index=False))
+    env = machine_info(str(amp_dtype).replace('torch.', '') if amp_dtype else 'fp32') | {'timm': timm.__version__}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True); df.assign(**env).to_csv(args.out, index=False)
+    print(env); print(df.to_markdown(index=False))
     print('fused / explicit throughput: ' + ', '.join(f'{k} x{v:.2f}' for k, v in ratio.items()))
 
 

@@ -15,13 +15,14 @@ Issue target: a soundlab frontend >= 10x librosa per clip.
 
     python benchmarks/bench_features.py --n-clips 300 --duration 8 --sr 16000
 """
-import argparse, csv, os, platform, shutil, tempfile, time
+import argparse, csv, os, shutil, tempfile, time
 from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
 import librosa
 from soundlab.audio import load_audio
+from soundlab.core import machine_info
 from soundlab.features import RespiratoryMel, PannsLogmel, KaldiFbank, FeatureCache, feature_key
 
 N_FFT, HOP, N_MELS, FMIN, FMAX = 1024, 512, 64, 50., 2000.  # RespiratoryMel's defaults
@@ -134,9 +135,8 @@ def main(argv=None):
         if not args.keep: shutil.rmtree(tmp, ignore_errors=True)
 
     base = rows[0]['clips_per_s']
-    env = dict(device=args.device, threads=args.threads, batch_size=args.batch_size, duration=args.duration, sr=args.sr,
-               torch=torch.__version__, librosa=librosa.__version__, cpu=platform.processor() or platform.machine(),
-               cores=os.cpu_count())
+    env = dict(device=args.device, batch_size=args.batch_size, duration=args.duration, sr=args.sr,
+               librosa=librosa.__version__, cores=os.cpu_count(), **machine_info('fp32'))
     for r in rows: r.update(ratio_vs_librosa=round(r['clips_per_s'] / base, 2), **env)
     print(f"\n{'frontend':<44s} {'clips/s':>9s} {'x librosa':>9s}")
     for r in rows: print(f"{r['name']:<44s} {r['clips_per_s']:9.1f} {r['ratio_vs_librosa']:9.2f}")

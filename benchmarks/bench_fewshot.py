@@ -10,10 +10,11 @@ runs of `--number` calls. Prints a table and writes it as CSV to `--out`. Issue 
 
     .venv/bin/python benchmarks/bench_fewshot.py
 """
-import argparse, csv, os, platform, time
+import argparse, csv, os, time
 from pathlib import Path
 import numpy as np
 import torch
+from soundlab.core import machine_info
 from soundlab.losses import cpl_loss, cpl_loss_loop
 
 T_PARAM, M_PARAM = 9.2361, 5  # the seed's experiment_config.json
@@ -68,7 +69,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     rows = bench(5, 5, a.dim, a.number, a.repeats) + bench(a.ways, a.queries, a.dim, max(a.number // 8, 20), a.repeats)
-    meta = dict(machine=platform.processor() or platform.machine(), threads=a.threads, torch=torch.__version__)
+    meta = machine_info('fp32')
     print(f"{'episode':28s} {'mode':17s} {'loop ms':>9s} {'vectorised ms':>14s} {'speed-up':>9s}  agree")
     for r in rows:
         print(f"{r['episode']:28s} {r['mode']:17s} {r['loop_ms']:9.3f} {r['vectorised_ms']:14.3f} {r['speedup']:8.1f}x  {r['agree']}")

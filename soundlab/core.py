@@ -12,7 +12,7 @@ import torch
 # %% auto #0
 __all__ = ['PRECISIONS', 'SoundlabError', 'AudioError', 'DatasetError', 'seed_everything', 'repo_root', 'data_dir',
            'fixtures_dir', 'atomic_write', 'config_digest', 'UnsafeFileError', 'load_torch_file', 'get_device',
-           'cpu_has_bf16', 'autocast_dtype']
+           'cpu_has_bf16', 'autocast_dtype', 'cpu_kind', 'machine_info']
 
 # %% ../nbs/00_core.ipynb #c005
 class SoundlabError(ValueError):
@@ -118,11 +118,20 @@ def get_device(device:str='auto') -> torch.device:
     if getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
 
+# oneDNN's ISA names below its first bf16 one: ONEDNN_MAX_CPU_ISA set to one of these makes bf16 emulated (slow)
+_ONEDNN_NO_BF16 = ('SSE41', 'AVX', 'AVX2', 'AVX2_VNNI', 'AVX2_VNNI_2', 'AVX512_CORE', 'AVX512_CORE_VNNI')
+
+def _cpu_flags() -> set:
+    try: txt = Path('/proc/cpuinfo').read_text()
+    except OSError: return set()
+    line = next((l for l in txt.splitlines() if l.startswith('flags')), '')
+    return set(line.partition(':')[2].split())
+
 def cpu_has_bf16() -> bool:
-    "Whether this CPU has native bf16 matrix instructions (Intel AMX or AVX512-BF16)."
-    try: flags = Path('/proc/cpuinfo').read_text()
-    except OSError: return False
-    return any(f in flags for f in ('amx_bf16', 'avx512_bf16'))
+    "Whether this CPU runs bf16 matrix instructions natively (Intel AMX or AVX512-BF16), unless limited by the environment."
+    if os.environ.get('SOUNDLAB_NO_BF16', '') not in ('', '0'): return False
+    if os.environ.get('ONEDNN_MAX_CPU_ISA', '').upper() in _ONEDNN_NO_BF16: return False
+    return bool(_cpu_flags() & {'amx_bf16', 'avx512_bf16'})
 
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 _AUTOCAST = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -138,3 +147,36 @@ def autocast_dtype(device, # where the model runs
     if device.type == 'cuda': return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == 'cpu' and cpu_has_bf16(): return torch.bfloat16
     return None
+
+# %% ../nbs/00_core.ipynb #c018b
+_KEY_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_bf16', 'amx_tile')
+
+def _cpu_model() -> str:
+    try: txt = Path('/proc/cpuinfo').read_text()
+    except OSError: txt = ''
+    line = next((l for l in txt.splitlines() if l.startswith('model name')), '')
+    import platform
+    return line.partition(':')[2].strip() or platform.processor() or platform.machine()
+
+def cpu_kind() -> str:
+    "One line: CPU model and the widest vector / matrix ISA the kernels use, e.g. 'AMD EPYC, AVX512-BF16'."
+    flags, cap = _cpu_flags(), torch.backends.cpu.get_cpu_capability()
+    lim = os.environ.get('ONEDNN_MAX_CPU_ISA', '').upper()
+    if cpu_has_bf16(): isa = 'AMX-BF16' if 'amx_bf16' in flags and not lim.startswith('AVX512_CORE_BF16') else 'AVX512-BF16'
+    elif 'AVX512' in cap and not lim.startswith(('AVX2', 'AVX', 'SSE')): isa = 'AVX-512 (no bf16)'
+    elif cap == 'AVX2' or 'avx2' in flags: isa = 'AVX2+FMA' if 'fma' in flags else 'AVX2'
+    else: isa = cap or 'no AVX'
+    limited = ' (limited by the environment)' if (lim or os.environ.get('ATEN_CPU_CAPABILITY')
+                                                 or os.environ.get('SOUNDLAB_NO_BF16', '') not in ('', '0')) else ''
+    return f'{_cpu_model()}, {isa}{limited}'
+
+def machine_info(precision:str|None=None, # e.g. 'fp32' or 'bf16'; None leaves the column out
+                ) -> dict:
+    "Flat string fields naming where a number was measured: CPU model, key flags, ISA in use, threads, torch."
+    env = ' '.join(f'{k}={os.environ[k]}' for k in ('ATEN_CPU_CAPABILITY', 'ONEDNN_MAX_CPU_ISA', 'SOUNDLAB_NO_BF16')
+                   if os.environ.get(k))
+    info = dict(cpu=cpu_kind(), cpu_flags=' '.join(f for f in _KEY_FLAGS if f in _cpu_flags()),
+                isa=torch.backends.cpu.get_cpu_capability() + (f' ({env})' if env else ''),
+                threads=torch.get_num_threads(), torch=torch.__version__)
+    if torch.cuda.is_available(): info['gpu'] = torch.cuda.get_device_name()
+    return info if precision is None else {'precision': precision, **info}

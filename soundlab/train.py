@@ -12,13 +12,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 from torch.utils.data import DataLoader, Sampler, BatchSampler
-from .core import SoundlabError, atomic_write, get_device, autocast_dtype, seed_everything
+from .core import SoundlabError, atomic_write, get_device, autocast_dtype, seed_everything, cpu_kind
 from . import dist
 
 # %% auto #0
 __all__ = ['CheckpointError', 'save_checkpoint', 'load_checkpoint', 'to_device', 'epoch_seed', 'Trainer', 'autocast',
            'state_dict', 'load_state_dict', 'train_epoch', 'fit', 'write_history', 'seed_precision', 'ShardedSampler',
-           'ShardedBatchSampler', 'loader', 'predict', 'update_table']
+           'ShardedBatchSampler', 'loader', 'predict', 'precision_name', 'machine_name', 'update_table']
 
 # %% ../nbs/40_train.ipynb #c006
 class CheckpointError(SoundlabError):
@@ -285,13 +285,29 @@ def predict(model:nn.Module, loader, fn:Callable, # fn(model, batch) -> Tensor o
     return torch.cat(outs)
 
 # %% ../nbs/40_train.ipynb #c030
+def precision_name(device='auto', # the run's device
+                   amp:bool=True, # the run's `amp` setting
+                  ) -> str:
+    "What a run computes in: 'fp32', or the autocast type the Trainer picks on `device` (e.g. 'bf16 autocast')."
+    dt = autocast_dtype(get_device(device or 'auto')) if amp else None
+    return {torch.bfloat16: 'bf16 autocast', torch.float16: 'fp16 autocast'}.get(dt, 'fp32')
+
+def machine_name(device='auto') -> str:
+    "The CPU kind (`core.cpu_kind`), and the GPU when `device` is CUDA."
+    d = get_device(device or 'auto')
+    return cpu_kind() + (f' + {torch.cuda.get_device_name(d)}' if d.type == 'cuda' else '')
+
 def update_table(row:dict, # one configuration's results
                  csv_path, # the table's CSV (its Markdown twin is written beside it, same name, .md)
                  key:str='tag', # the column identifying a configuration
                  hidden:tuple=('tag',), # columns kept in the CSV but left out of the Markdown
+                 precision:str|None=None, # e.g. precision_name(cfg.device, cfg.amp); None: this machine's default
+                 device='auto', # the run's device, for the `machine` column
                 ) -> pd.DataFrame:
-    "Insert or replace `row` (by `key`) in the CSV table; rewrite it and its Markdown twin atomically."
+    "Insert or replace `row` (by `key`) in the CSV table with its `precision` and `machine`; rewrite it and its Markdown twin atomically."
     csv_path = Path(csv_path)
+    row = {**row, 'precision': row.get('precision') or precision or precision_name(device),
+           'machine': row.get('machine') or machine_name(device)}
     table = pd.read_csv(csv_path) if csv_path.exists() else pd.DataFrame()
     new = pd.DataFrame([row])
     if len(table) and (table[key] == row[key]).any():  # replaced where it stands: reruns keep the table's order

@@ -65,7 +65,10 @@ class RespiratoryConfig:
 
 PRESETS = {
     'paper': {},
-    'demo': dict(bs=32, epochs=12, epochs2=50, lr=1e-3, lr2=1e-3, duration=4., t_max=12, synth=dict(n_patients=80)),
+    # demo: sized for a 2-core AVX2 CPU in fp32 (no bf16): 80 patients x 2-5 cycles per recording, 4-s cycles,
+    # 6 contrastive epochs (t_max 8)
+    'demo': dict(bs=32, epochs=6, epochs2=50, lr=1e-3, lr2=1e-3, duration=4., t_max=8,
+                 synth=dict(n_patients=80, cycles_per_recording=(2, 5))),
     'smoke': dict(bs=16, epochs=1, epochs2=2, lr=1e-3, duration=2., t_max=1, synth=dict(n_patients=6), amp=False),
 }
 
