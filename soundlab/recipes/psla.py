@@ -22,7 +22,7 @@ from ..data.fsd50k import write_fsd50k_datafiles, audioset_label_csv, read_ontol
 from ..models.psla import EffNetAttention
 from ..metrics import tagging_stats, per_class_ap
 from ..train import Trainer, predict, load_checkpoint, save_checkpoint
-from ..streaming import check_features, with_frontend
+from ..streaming import check_features, with_frontend, read_datafile_index
 
 # %% auto #0
 __all__ = ['THRESHOLDS', 'PRESETS', 'AUDIOSET_PAPER', 'PSLAConfig', 'psla_config', 'warmup_lr', 'lr_milestones', 'runs_dir',
@@ -136,7 +136,9 @@ def prepare_datafiles(cfg:PSLAConfig, bad:BadFiles|None=None, # collects skipped
 def make_dataset(cfg:PSLAConfig, datafile, label_csv, train:bool, norm:tuple, split:str='train', bad=None) -> TaggingDataset:
     "A `TaggingDataset` of `datafile` with `cfg`'s augmentation (train) or none (evaluation); `bad`: a `BadFiles` to collect skips."
     bad = cfg.on_bad_file if bad is None else bad
-    return TaggingDataset(records_from_datafile(datafile, label_csv, split, on_bad_file=bad), len(read_label_csv(label_csv)), target_length=cfg.target_length,
+    recs = (read_datafile_index(datafile, label_csv, split) if cfg.features != 'cache' and cfg.on_bad_file == 'raise'  # numpy index: no
+            else records_from_datafile(datafile, label_csv, split, on_bad_file=bad))  # per-file header read, fork-friendly for workers
+    return TaggingDataset(recs, len(read_label_csv(label_csv)), target_length=cfg.target_length,
                           freqm=cfg.freqm if train else 0, timem=cfg.timem if train else 0, mixup=cfg.mixup if train else 0.,
                           norm_mean=norm[0], norm_std=norm[1], train=train, cache=data_dir()/'cache'/'fsd50k', on_bad_file=bad,
                           features=cfg.features, cache_dtype=cfg.cache_dtype)
