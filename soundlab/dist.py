@@ -143,6 +143,8 @@ def launch(target:str, # 'package.module:function', called as function(cfg, **kw
            nproc:int=2, # processes on this machine (e.g. GPUs)
            kwargs:dict|None=None, # more keyword arguments of `target` (JSON values)
            nnodes:int=1, node_rank:int=0, master:str|None=None, # several machines: 'host:port' of node 0
+           rdzv:str='static', # 'static' (node_rank fixed) or 'c10d' (torchrun's elastic rendezvous at `master`; ranks by arrival)
+           rdzv_id:str='soundlab', # c10d: the job id every node gives
            env:dict|None=None, # extra environment variables of the workers
            timeout:float|None=None, # seconds before the run is killed
            quiet:bool=False, # do not echo the workers' output
@@ -152,12 +154,14 @@ def launch(target:str, # 'package.module:function', called as function(cfg, **kw
         cfg_path, res = Path(d)/'job.json', Path(d)/'result.pt'
         cfg_path.write_text(json.dumps(dict(cfg=to_json(cfg), kwargs=kwargs or {})))
         host, port = (master or f'127.0.0.1:{_free_port()}').rsplit(':', 1)
-        rdzv = ['--nnodes', str(nnodes), '--node_rank', str(node_rank), '--master_addr', host, '--master_port', port]
-        cmd = [sys.executable, '-m', 'torch.distributed.run', *rdzv, '--nproc_per_node', str(nproc), '--no-python',
+        if rdzv not in ('static', 'c10d'): raise ValueError(f"launch: rdzv must be 'static' or 'c10d', got {rdzv!r}")
+        meet = (['--nnodes', str(nnodes), '--node_rank', str(node_rank), '--master_addr', host, '--master_port', port] if rdzv == 'static'
+                else ['--nnodes', str(nnodes), '--rdzv_backend', 'c10d', '--rdzv_endpoint', f'{host}:{port}', '--rdzv_id', rdzv_id])
+        cmd = [sys.executable, '-m', 'torch.distributed.run', *meet, '--nproc_per_node', str(nproc), '--no-python',
                sys.executable, '-c', 'from soundlab.dist import _worker; _worker()', target, str(cfg_path), str(res)]
         e = {**os.environ, 'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS', '1'), 'PYTHONUNBUFFERED': '1', **(env or {})}
         rc, tail = _run(cmd, e, timeout, quiet)
-        if rc == 0 and node_rank != 0: return None  # rank 0's result lives on node 0
+        if rc == 0 and not res.exists() and (node_rank != 0 or rdzv == 'c10d'): return None  # rank 0's result lives on its node
         if rc != 0 or not res.exists(): raise SoundlabError(target, f'the distributed run failed (exit {rc}):\n' + ''.join(tail))
         return torch.load(res, weights_only=False)
 

@@ -275,13 +275,15 @@ FeatureCache._file, FeatureCache.get = _file, _get
 
 # %% ../nbs/02_features.ipynb #c057
 def _put(self:FeatureCache, key:str, value):
-    "Buffer `value` (array or tensor) under `key`; flushes every `flush_every` entries."
+    "Buffer `value` (array or tensor) under `key`; flushes every `flush_every` entries (and when the process exits)."
+    self._flush_at_exit()
     self._pending[key] = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
     if len(self._pending) >= self.flush_every: self.flush()
 
 def _get_or_compute(self:FeatureCache, key:str, fn) -> np.ndarray:
     "The cached array for `key`, or `fn()` stored and returned (always as a numpy array)."
     out = self.get(key)
+    if out is None and self._stale(): self.refresh(); out = self.get(key)  # other processes may have written it since
     if out is None: self.put(key, fn()); out = self.get(key)
     return out
 FeatureCache.put, FeatureCache.get_or_compute = _put, _get_or_compute
@@ -324,6 +326,26 @@ def _compact(self:FeatureCache):
         (self.path/s).unlink(missing_ok=True)
     self._index = dict.fromkeys(self._index, name)
 FeatureCache.close, FeatureCache.compact = _close, _compact
+
+# %% ../nbs/02_features.ipynb #lz01
+import multiprocessing.util, weakref, time
+
+def _flush_ref(ref):
+    if (c := ref()) is not None: c.flush()
+
+def _flush_at_exit(self:FeatureCache):
+    "Register (once per process) a flush of this cache's pending entries at process exit; entries inherited by fork are dropped."
+    if getattr(self, '_exit_pid', None) == os.getpid(): return
+    if getattr(self, '_exit_pid', None) is not None: self._pending = {}  # a forked copy: the parent writes its own pending entries
+    self._exit_pid = os.getpid()
+    multiprocessing.util.Finalize(None, _flush_ref, args=(weakref.ref(self),), exitpriority=10)
+
+def _stale(self:FeatureCache, every:float=30.) -> bool:
+    "Whether the shard list was last read over `every` seconds ago (marks it read now)."
+    now = time.monotonic()
+    if now - getattr(self, '_refreshed', 0.) < every: return False
+    self._refreshed = now; return True
+FeatureCache._flush_at_exit, FeatureCache._stale = _flush_at_exit, _stale
 
 # %% ../nbs/02_features.ipynb #sed001
 class SEDLogmel(Frontend):

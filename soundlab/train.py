@@ -18,7 +18,7 @@ from . import dist
 # %% auto #0
 __all__ = ['CheckpointError', 'save_checkpoint', 'load_checkpoint', 'to_device', 'epoch_seed', 'Trainer', 'autocast',
            'state_dict', 'load_state_dict', 'train_epoch', 'fit', 'write_history', 'seed_precision', 'ShardedSampler',
-           'ShardedBatchSampler', 'loader', 'predict', 'precision_name', 'machine_name', 'update_table']
+           'ShardedBatchSampler', 'seed_worker', 'loader', 'predict', 'precision_name', 'machine_name', 'update_table']
 
 # %% ../nbs/40_train.ipynb #c006
 class CheckpointError(SoundlabError):
@@ -248,6 +248,31 @@ class ShardedBatchSampler(Sampler):
             if k >= len(self) * self.world: return
             if k % self.world == self.rank: yield b
 
+# %% ../nbs/40_train.ipynb #rl02b
+def seed_worker(seed:int):
+    "Seed torch, numpy and random of this DataLoader worker from (`seed`, worker id)."
+    import random
+    from torch.utils.data import get_worker_info
+    info = get_worker_info(); st = np.random.SeedSequence([int(seed), info.id if info else 0]).generate_state(2)
+    torch.manual_seed(int(st[0])); np.random.seed(int(st[1])); random.seed(int(st[0]))
+
+class _EpochItems(torch.utils.data.Dataset):
+    "`dataset` read through (seed, index) keys: a worker reseeds itself (`seed_worker`) whenever the seed changes."
+    def __init__(self, dataset): self.dataset, self._seed = dataset, None
+    def __len__(self): return len(self.dataset)
+    def __getitem__(self, key):
+        s, i = key
+        if s != self._seed: seed_worker(s); self._seed = s
+        return self.dataset[i]
+
+class _Keyed(Sampler):
+    "Indices (or batches of them) of `sampler` as (seed of the epoch, index) keys for `_EpochItems`."
+    def __init__(self, sampler, seed_fn, batches:bool=False): self.sampler, self.seed_fn, self.batches = sampler, seed_fn, batches
+    def __len__(self): return len(self.sampler)
+    def __iter__(self):
+        s = int(self.seed_fn())
+        for i in self.sampler: yield [(s, j) for j in i] if self.batches else (s, i)
+
 # %% ../nbs/40_train.ipynb #rl03
 def loader(self:Trainer, dataset, # a map-style dataset
            batch_size:int|None=None, # the GLOBAL batch size (each of W ranks loads batch_size // W)
@@ -256,15 +281,24 @@ def loader(self:Trainer, dataset, # a map-style dataset
            batch_sampler=None, # yields lists of indices (e.g. episodes): whole batches go to the ranks in turn
            weights=None, # per-item sampling weights: draw `num_samples` items with replacement each epoch
            num_samples:int|None=None, # items per epoch with `weights` (default: len(dataset))
-           **kwargs, # more DataLoader arguments (num_workers, pin_memory, ...)
+           num_workers:int=0, # worker processes; each reseeds from (seed, epoch, rank, worker) at every epoch
+           persistent_workers:bool|None=None, # keep the workers between epochs (default: when num_workers > 0)
+           pin_memory:bool|None=None, # page-locked batches (default: when training on CUDA)
+           **kwargs, # more DataLoader arguments (prefetch_factor, ...)
           ) -> DataLoader:
     "The training DataLoader of this trainer: seeded per epoch, sharded over the ranks when distributed."
     W, r = self.world_size, self.rank
-    kw = dict(collate_fn=collate_fn, generator=self.generator, **kwargs)
-    if batch_sampler is not None: return DataLoader(dataset, batch_sampler=ShardedBatchSampler(batch_sampler, r, W), **kw)
+    pin = getattr(self, 'device', torch.device('cpu')).type == 'cuda' if pin_memory is None else pin_memory
+    kw = dict(collate_fn=collate_fn, generator=self.generator, num_workers=num_workers, pin_memory=pin, **kwargs)
+    if num_workers > 0: kw['persistent_workers'] = True if persistent_workers is None else persistent_workers
+    seeded = (lambda x, batches=False: _Keyed(x, lambda: epoch_seed(self.seed, self.epoch) + self.rank, batches)) if num_workers > 0 else None
+    data = _EpochItems(dataset) if seeded else dataset  # workers: the same items and random draws, run after run
+    if batch_sampler is not None:
+        bs = ShardedBatchSampler(batch_sampler, r, W)
+        return DataLoader(data, batch_sampler=seeded(bs, True) if seeded else bs, **kw)
     if batch_size is None or batch_size % W: raise ValueError(f'Trainer.loader: the global batch size {batch_size} must be a multiple of the {W} processes')
     s = ShardedSampler(len(dataset), shuffle, weights, num_samples, r, W, lambda: epoch_seed(self.seed, self.epoch), sampler)
-    return DataLoader(dataset, batch_size=batch_size // W, sampler=s, drop_last=drop_last, **kw)
+    return DataLoader(data, batch_size=batch_size // W, sampler=seeded(s) if seeded else s, drop_last=drop_last, **kw)
 Trainer.loader = loader
 
 # %% ../nbs/40_train.ipynb #c027

@@ -52,3 +52,13 @@ def test_psla_recipe_skips_bad_training_clip(tmp_path, shared_data, monkeypatch)
     data = load_data(cfg, progress=False)
     run = train_psla(cfg, data, progress=False)
     assert [Path(p).stem for p, _ in data['bad'].skipped] == [silent.stem] and len(run['history']) == 1
+
+def test_run_psla_features_stream(tmp_path, shared_data):
+    "features='stream' with 2 loader workers: nothing is precomputed or cached; training, evaluation and tables as in cache mode."
+    res = run_notebook('run_psla.ipynb', tmp_path, shared_data, preset='smoke', epochs=1, features='stream', num_workers=2,
+                       out_dir=str(tmp_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = pd.read_csv(tmp_path / 'psla_results.csv')
+    assert list(runs[runs.model != 'label prior'].model) == ['best_single', 'wa', 'ensemble']
+    assert runs[['vali mAP', 'eval mAP']].dropna().stack().between(0, 1).all()
+    assert "features='stream'" in (tmp_path / 'out_run_psla.ipynb').read_text()

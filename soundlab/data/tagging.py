@@ -17,6 +17,7 @@ from ..core import SoundlabError, DatasetError, atomic_write
 from ..audio import audio_info, load_audio
 from ..features import KaldiFbank, FeatureCache, feature_key
 from ..augment import SpecAugment
+from ..streaming import check_features, BatchKaldiFbank, TaggingFrontend, DatafileIndex
 from .core import Record, BadFiles, bad_files, segment_problem
 
 # %% auto #0
@@ -137,6 +138,8 @@ class TaggingDataset(Dataset):
                  split:str='train', # split name of the records when read from a datafile
                  on_bad_file:str|BadFiles='raise', # bad clips (undecodable, silent, NaN fbank): see `precompute`
                  stereo:str='mix', # multi-channel files: 'mix' (average the channels) or 'first' (the seeds': demean all, keep channel 0)
+                 features:str='cache', # 'cache' (through `cache` when given), 'stream' (no cache) or 'device' (waveforms out)
+                 cache_dtype:str='float32', # 'float16' halves the cache (max abs error |x| * 2**-11 on the raw log-mel)
                 ):
         if isinstance(records, (str, Path)):
             if label_csv is None: raise ValueError('TaggingDataset: a datafile needs its label_csv')
@@ -145,12 +148,17 @@ class TaggingDataset(Dataset):
             if label_csv is None: raise ValueError('TaggingDataset: give n_classes or label_csv')
             n_classes = len(read_label_csv(label_csv))
         if stereo not in ('mix', 'first'): raise ValueError(f"stereo must be 'mix' or 'first', got {stereo!r}")
-        self.records, self.n_classes, self.bad, self.stereo = list(records), n_classes, bad_files(on_bad_file), stereo
+        self.records = records if isinstance(records, DatafileIndex) else list(records)  # an index stays numpy arrays
+        self.n_classes, self.bad, self.features = n_classes, bad_files(on_bad_file), check_features(features)
+        self.stereo = stereo
         self.frontend = frontend if frontend is not None else KaldiFbank(mean=None, std=None)
         self.sample_rate = self.frontend.config()['sample_rate']
         self.target_length, self.freqm, self.timem, self.mixup, self.mix_alpha = target_length, freqm, timem, mixup, mix_alpha
         self.noise, self.norm_mean, self.norm_std, self.train = noise, norm_mean, norm_std, train
+        if features != 'cache': cache = None  # stream / device: nothing stored
         self.cache = cache if cache is None or isinstance(cache, FeatureCache) else FeatureCache(cache)
+        if cache_dtype not in ('float32', 'float16'): raise ValueError(f"cache_dtype must be 'float32' or 'float16', got {cache_dtype!r}")
+        self.cache_dtype = cache_dtype
         self.specaug = SpecAugment(freqm, timem, 1, 1, mask_value=0., layout='tf')
         self.n_decoded = 0 # audio decodes so far (in this process)
     def __len__(self): return len(self.records)
@@ -180,12 +188,14 @@ def _tg_key(self:TaggingDataset, i:int) -> str:
     r = self.records[i]
     return feature_key(r.path, r.start, r.end if math.isfinite(r.duration) else None,
                        dict(frontend=self.frontend.config(), target_length=self.target_length, mono=True, demean=True)
-                       | ({'stereo': self.stereo} if self.stereo != 'mix' else {}))  # 'mix' keeps the earlier cache keys
+                       | ({'stereo': self.stereo} if self.stereo != 'mix' else {})  # 'mix' keeps the earlier cache keys
+                       | ({'dtype': 'float16'} if self.cache_dtype == 'float16' else {}))
 
 def _tg_clean(self:TaggingDataset, i:int) -> torch.Tensor:
     "The un-augmented, un-normalised fbank of item `i` (through the cache when there is one)."
     if self.cache is None: return self.fbank(self.waveform(i))
-    return torch.from_numpy(np.asarray(self.cache.get_or_compute(self.key(i), lambda: self.fbank(self.waveform(i)))))
+    x = self.cache.get_or_compute(self.key(i), lambda: self.fbank(self.waveform(i)).to(getattr(torch, self.cache_dtype)))
+    return torch.from_numpy(np.asarray(x)).float()
 TaggingDataset.key, TaggingDataset.clean = _tg_key, _tg_clean
 
 # %% ../../nbs/16_data.tagging.ipynb #rb2t00
@@ -201,22 +211,28 @@ def _tg_checked(self:TaggingDataset, i:int) -> tuple:
 TaggingDataset.checked = _tg_checked
 
 # %% ../../nbs/16_data.tagging.ipynb #c030
-def _tg_mixed(self:TaggingDataset, i:int, j:int) -> tuple:
-    "Waveform mixup of items i and j (j zero-padded / cut to i's length): (fbank, lam)."
+def _tg_mixed_waveform(self:TaggingDataset, i:int, j:int) -> tuple:
+    "Waveform mixup of items i and j (j zero-padded / cut to i's length): (mixed waveform, mean removed; lam)."
     w1, w2 = self.waveform(i), self.waveform(j)
     w2 = F.pad(w2, (0, len(w1) - len(w2))) if len(w2) < len(w1) else w2[:len(w1)]
     lam = float(torch.distributions.Beta(self.mix_alpha, self.mix_alpha).sample()) # torch's global RNG: seeded by the Trainer
     w = lam * w1 + (1 - lam) * w2
-    return self.fbank(w - w.mean()), lam
+    return w - w.mean(), lam
+
+def _tg_mixed(self:TaggingDataset, i:int, j:int) -> tuple:
+    "Waveform mixup of items i and j: (fbank, lam)."
+    w, lam = self.mixed_waveform(i, j)
+    return self.fbank(w), lam
 
 def _tg_labels(self:TaggingDataset) -> torch.Tensor:
     "(N, n_classes) multi-hot targets of every item (no audio is read)."
     return torch.stack([multi_hot(r.labels, self.n_classes) for r in self.records]) if len(self) else torch.zeros(0, self.n_classes)
-TaggingDataset.mixed, TaggingDataset.labels = _tg_mixed, _tg_labels
+TaggingDataset.mixed_waveform, TaggingDataset.mixed, TaggingDataset.labels = _tg_mixed_waveform, _tg_mixed, _tg_labels
 
 # %% ../../nbs/16_data.tagging.ipynb #c031
 def _tg_getitem(self:TaggingDataset, i:int) -> dict:
     r, y = self.records[i], multi_hot(self.records[i].labels, self.n_classes)
+    if self.features == 'device': return self.device_item(i, r, y)
     if self.train and self.mixup > 0 and torch.rand(()) < self.mixup:
         j = int(torch.randint(len(self), ()))
         x, lam = self.mixed(i, j)
@@ -239,7 +255,7 @@ def _tg_precompute(self:TaggingDataset, progress:bool=True, # show a tqdm bar
     try:
         for i in tqdm(todo, desc='fbank', unit='clip', disable=not progress):
             x, why = self.checked(i)
-            if why is None: self.cache.put(self.key(i), x); continue
+            if why is None: self.cache.put(self.key(i), x.to(getattr(torch, self.cache_dtype))); continue
             r = self.records[i]; failed.add(i); self.bad.bad(r.path, f'clip {r.id}: {why}')  # raises under 'raise'
     finally: self.cache.flush()
     if failed: self.records = [r for i, r in enumerate(self.records) if i not in failed]
@@ -255,6 +271,35 @@ def fbank_stats(ds:TaggingDataset, # a dataset (its un-augmented fbanks are read
     mean = s / cnt
     return mean, math.sqrt(max(s2 / cnt - mean ** 2, 0.))
 TaggingDataset.precompute = _tg_precompute
+
+# %% ../../nbs/16_data.tagging.ipynb #fm01
+def _tg_device_item(self:TaggingDataset, i:int, r:Record, y:torch.Tensor) -> dict:
+    "features='device': the (mixed) waveform, cut or zero-padded to the samples of `target_length` frames, and its length."
+    if self.train and self.mixup > 0 and torch.rand(()) < self.mixup:  # the same random draws as the other modes
+        j = int(torch.randint(len(self), ()))
+        w, lam = self.mixed_waveform(i, j)
+        y = lam * y + (1 - lam) * multi_hot(self.records[j].labels, self.n_classes)
+    else: w = self.waveform(i)
+    w, L = w - w.mean(), BatchKaldiFbank.of(self.frontend).samples(self.target_length)  # KaldiFbank's own mean removal
+    n = min(len(w), L)
+    return dict(wav=F.pad(w[:L], (0, L - n)), n=n, y=y, id=r.id, index=i)
+
+def _tg_device_frontend(self:TaggingDataset) -> TaggingFrontend|None:
+    "features='device': the module that makes this dataset's `x` from a batch on the device (None in the other modes)."
+    return TaggingFrontend.of(self) if self.features == 'device' else None
+
+def _tg_prepare(self:TaggingDataset, progress:bool=True,
+                lazy:bool=False, # with a cache: do not precompute, let the first epoch fill it
+               ) -> int:
+    "Ready the dataset for its feature mode (see above); returns how many clips were computed or checked."
+    if self.cache is not None: return 0 if lazy else self.precompute(progress)
+    if self.bad.policy != 'skip': return 0
+    failed = set()
+    for i in tqdm(range(len(self)), desc='check', unit='clip', disable=not progress):
+        if (why := self.checked(i)[1]) is not None: r = self.records[i]; failed.add(i); self.bad.bad(r.path, f'clip {r.id}: {why}')
+    if failed: self.records = [r for i, r in enumerate(self.records) if i not in failed]
+    return len(self)
+TaggingDataset.device_item, TaggingDataset.device_frontend, TaggingDataset.prepare = _tg_device_item, _tg_device_frontend, _tg_prepare
 
 # %% ../../nbs/16_data.tagging.ipynb #s4924001
 from torch.utils.data import WeightedRandomSampler

@@ -22,6 +22,7 @@ from ..data.speechcommands import prepare_speechcommands, SC_CLASSES
 from ..models.ast import ASTModel
 from ..metrics import accuracy, mean_auc, confusion_df
 from ..train import Trainer, predict, load_checkpoint, seed_precision
+from ..streaming import check_features, with_frontend
 
 # %% auto #0
 __all__ = ['TASKS', 'PRESETS', 'ASTConfig', 'ast_config', 'corpus_root', 'task_splits', 'class_names', 'build_model', 'logits',
@@ -52,6 +53,8 @@ class ASTConfig:
     folds:tuple=(1, 2, 3, 4, 5); esc10:bool=False # ESC-50: folds to run; the ESC-10 subset
     on_bad_file:str='raise' # 'raise' or 'skip' unreadable / missing clips (soundlab.data.core.BadFiles)
     eval_bs:int=64; num_workers:int=0
+    features:str='cache' # 'cache' (HDF5 feature cache), 'stream' (fbank in the loader workers) or 'device' (fbank on the device)
+    cache_dtype:str='float32'; lazy_cache:bool=False # 'float16' halves the cache; fill it during the first epoch
     seed:int=0; device:str='auto'; amp:bool=True
     synth:dict=field(default_factory=dict) # arguments of the synthetic corpus maker
     out_dir:str='' # runs; '' = data_dir()/runs
@@ -90,6 +93,7 @@ def ast_config(preset:str='demo', # 'paper', 'demo' or 'smoke'
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if cfg.model not in ('ast', 'psla'): raise ValueError(f"model must be 'ast' or 'psla', got {cfg.model!r}")
     if cfg.loss not in ('CE', 'BCE'): raise ValueError(f"loss must be 'CE' or 'BCE', got {cfg.loss!r}")
+    check_features(cfg.features)
     return replace(cfg, folds=tuple(cfg.folds), betas=tuple(cfg.betas))
 
 # %% ../../nbs/44_recipes.ast.ipynb #c011
@@ -155,10 +159,10 @@ def fbank_norm(cfg:ASTConfig, records:list, cache, bad=None) -> tuple[float, flo
     if cfg.norm_mean is not None and cfg.norm_std is not None: return cfg.norm_mean, cfg.norm_std
     if not records: raise DatasetError(corpus_root(cfg) if cfg.data_root else cfg.task, 'no training clip to measure the fbank statistics on')
     ds = TaggingDataset(records, 1, frontend=_frontend(cfg), target_length=cfg.target_length, train=False, cache=cache, norm_mean=None, stereo=cfg.stereo,
-                        on_bad_file=cfg.on_bad_file if bad is None else bad)
+                        on_bad_file=cfg.on_bad_file if bad is None else bad, features=cfg.features, cache_dtype=cfg.cache_dtype)
     stats = None
     if dist.is_main():  # rank 0 fills the cache
-        cache.refresh(); ds.precompute(progress=False)  # under 'skip' bad clips leave `ds` here
+        cache.refresh(); ds.prepare(progress=False)  # under 'skip' bad clips leave `ds` here
         stats = fbank_stats(ds) if len(ds) else (str(records[0].path.parent), 'every clip is bad: no fbank statistics')
     if isinstance((stats := dist.broadcast(stats))[0], str): raise DatasetError(*stats)  # on every rank (no rank left waiting)
     return dist.broadcast(stats)  # ... and every rank normalises with its numbers
@@ -166,21 +170,24 @@ def fbank_norm(cfg:ASTConfig, records:list, cache, bad=None) -> tuple[float, flo
 def datasets(cfg:ASTConfig, train:list, evals:dict, n_classes:int, norm:tuple, cache, bad=None) -> tuple:
     "(training TaggingDataset, {name: evaluation TaggingDataset}); `bad`: a `BadFiles` collecting the clips left out."
     kw = dict(frontend=_frontend(cfg), target_length=cfg.target_length, norm_mean=norm[0], norm_std=norm[1], cache=cache, stereo=cfg.stereo,
-              on_bad_file=cfg.on_bad_file if bad is None else bad)
+              on_bad_file=cfg.on_bad_file if bad is None else bad, features=cfg.features, cache_dtype=cfg.cache_dtype)
     tr = TaggingDataset(train, n_classes, freqm=cfg.freqm, timem=cfg.timem, mixup=cfg.mixup, noise=cfg.noise, train=True, **kw)
     return tr, {k: TaggingDataset(v, n_classes, train=False, **kw) for k, v in evals.items()}
 
 # %% ../../nbs/44_recipes.ast.ipynb #c019
 def run_dir(cfg:ASTConfig, name:str) -> Path:
     "The folder of one run: a hash of everything that changes the result."
-    keep = {k: v for k, v in asdict(cfg).items() if k not in ('out_dir', 'device', 'num_workers', 'eval_bs', 'folds', 'on_bad_file')}
+    keep = {k: v for k, v in asdict(cfg).items() if k not in ('out_dir', 'device', 'num_workers', 'eval_bs', 'folds', 'on_bad_file',
+                                                             'features', 'lazy_cache')}
+    if keep['cache_dtype'] == 'float32': del keep['cache_dtype']  # run folders of float32 runs keep their names
     keep = {k: v for k, v in keep.items() if (k, v) not in (('stereo', 'mix'), ('psla_mode', 'timm'))}  # defaults: earlier run folders kept
     h = config_digest(keep, 10)
     return Path(cfg.out_dir or data_dir()/'runs')/f'ast_{cfg.task}_{cfg.model}_{h}'/name
 
 def scores_of(cfg:ASTConfig, model, ds:TaggingDataset, device) -> torch.Tensor:
     "(N, C) logits of `model` on an evaluation dataset."
-    return predict(model, DataLoader(ds, cfg.eval_bs, num_workers=cfg.num_workers), lambda m, b: logits(cfg, m, b['x']), device=device,
+    return predict(model, DataLoader(ds, cfg.eval_bs, num_workers=cfg.num_workers),
+                   with_frontend(lambda m, b: logits(cfg, m, b['x']), ds.device_frontend()), device=device,
                    precision=seed_precision(cfg.amp, 'fp16' if cfg.model == 'ast' else 'fp32'))
 
 def metrics_of(y:torch.Tensor, s:torch.Tensor) -> dict:
@@ -198,14 +205,15 @@ def train_model(cfg:ASTConfig, train:list, evals:dict, # training records; {name
     tr, ev = datasets(cfg, train, evals, n_classes, norm, cache, bad)
     with dist.main_first():  # rank 0 computes the missing fbanks, the others then read them
         cache.refresh()
-        for d in [tr, *ev.values()]: d.precompute(progress=progress and dist.is_main())
+        for d in [tr, *ev.values()]: d.prepare(progress=progress and dist.is_main(), lazy=cfg.lazy_cache)
     model = build_model(cfg, n_classes); opt, sched = make_optimizer(cfg, model)
     targets, per_epoch = {k: d.labels() for k, d in ev.items()}, []
     def evaluate(m):  # rank 0 scores the evaluation sets; every rank keeps its scores (the metrics agree across ranks)
         s = dist.broadcast({k: scores_of(cfg, m, d, trainer.device) for k, d in ev.items()} if dist.is_main() else None); per_epoch.append(s)
         return {f'{k}_{mk}': v for k, x in s.items() for mk, v in metrics_of(targets[k], x).items()}
     out = run_dir(cfg, name)
-    trainer = Trainer(model, make_step(cfg, opt), opt, sched, evaluate, monitor, out_dir=out, device=cfg.device, precision=seed_precision(cfg.amp, 'fp16' if cfg.model == 'ast' else 'fp32'),
+    trainer = Trainer(model, with_frontend(make_step(cfg, opt), tr.device_frontend()), opt, sched, evaluate, monitor, out_dir=out,
+                      device=cfg.device, precision=seed_precision(cfg.amp, 'fp16' if cfg.model == 'ast' else 'fp32'),
                       seed=cfg.seed, progress=progress, desc=f'{cfg.task} {name}')
     weights = sample_weights([r.labels for r in train], n_classes) if cfg.bal else None
     hist = trainer.fit(trainer.loader(tr, cfg.bs, shuffle=True, weights=weights, num_workers=cfg.num_workers), cfg.epochs)

@@ -22,6 +22,7 @@ from ..data.fsd50k import write_fsd50k_datafiles, audioset_label_csv, read_ontol
 from ..models.psla import EffNetAttention
 from ..metrics import tagging_stats, per_class_ap
 from ..train import Trainer, predict, load_checkpoint, save_checkpoint, seed_precision
+from ..streaming import check_features, with_frontend, read_datafile_index
 
 # %% auto #0
 __all__ = ['THRESHOLDS', 'PRESETS', 'WA_COUNTS', 'AUDIOSET_PAPER', 'FSD50K_SKIP', 'PSLAConfig', 'psla_config', 'warmup_lr',
@@ -56,6 +57,9 @@ class PSLAConfig:
     on_bad_file:str='raise' # 'raise' or 'skip' missing / unreadable clips (the skipped list: data['bad'])
     synth:dict=field(default_factory=dict) # arguments of make_fsd50k for the synthetic corpus
     out_dir:str='' # runs and datafiles ('' = data_dir()/'runs')
+    features:str='cache' # 'cache' (HDF5 feature cache), 'stream' (fbank in the loader workers) or 'device' (fbank on the device)
+    num_workers:int=0; cache_dtype:str='float32' # DataLoader workers; 'float16' halves the cache
+    lazy_cache:bool=False # features='cache': fill the cache during the first epoch instead of a precompute pass
 
 # %% ../../nbs/45_recipes.psla.ipynb #c006
 PRESETS = {
@@ -85,6 +89,7 @@ def psla_config(preset:str='demo', **overrides) -> PSLAConfig:
     if cfg.model_mode not in ('reference', 'timm'): raise ValueError(f"model_mode must be 'reference' or 'timm', got {cfg.model_mode!r}")
     if cfg.wa_count not in WA_COUNTS: raise ValueError(f'wa_count must be one of {WA_COUNTS}, got {cfg.wa_count!r}')
     if cfg.enhance_types not in ('type1', 'type2', 'type1_2', 'drop'): raise ValueError(f'unknown enhance_types {cfg.enhance_types!r}')
+    check_features(cfg.features)
     return cfg
 
 # %% ../../nbs/45_recipes.psla.ipynb #c009
@@ -138,9 +143,12 @@ def prepare_datafiles(cfg:PSLAConfig, bad:BadFiles|None=None, # collects skipped
 def make_dataset(cfg:PSLAConfig, datafile, label_csv, train:bool, norm:tuple, split:str='train', bad=None) -> TaggingDataset:
     "A `TaggingDataset` of `datafile` with `cfg`'s augmentation (train) or none (evaluation); `bad`: a `BadFiles` to collect skips."
     bad = cfg.on_bad_file if bad is None else bad
-    return TaggingDataset(records_from_datafile(datafile, label_csv, split, on_bad_file=bad), len(read_label_csv(label_csv)), target_length=cfg.target_length,
+    recs = (read_datafile_index(datafile, label_csv, split) if cfg.features != 'cache' and cfg.on_bad_file == 'raise'  # numpy index: no
+            else records_from_datafile(datafile, label_csv, split, on_bad_file=bad))  # per-file header read, fork-friendly for workers
+    return TaggingDataset(recs, len(read_label_csv(label_csv)), target_length=cfg.target_length,
                           freqm=cfg.freqm if train else 0, timem=cfg.timem if train else 0, mixup=cfg.mixup if train else 0.,
-                          norm_mean=norm[0], norm_std=norm[1], train=train, cache=data_dir()/'cache'/'fsd50k', on_bad_file=bad)
+                          norm_mean=norm[0], norm_std=norm[1], train=train, cache=data_dir()/'cache'/'fsd50k', on_bad_file=bad,
+                          features=cfg.features, cache_dtype=cfg.cache_dtype)
 
 def load_data(cfg:PSLAConfig, progress:bool=True) -> dict:
     "Datafiles, evaluation datasets of val/eval (fbanks precomputed) and the normalisation (mean, std)."
@@ -148,11 +156,13 @@ def load_data(cfg:PSLAConfig, progress:bool=True) -> dict:
     files = dist.broadcast(prepare_datafiles(cfg, bad) if dist.is_main() else None); norm = (cfg.norm_mean, cfg.norm_std)
     if cfg.norm_mean is None or cfg.norm_std is None:
         if dist.is_main():
-            raw = make_dataset(cfg, files['train'], files['label_csv'], False, (None, 1.), bad=bad); raw.precompute(progress); norm = fbank_stats(raw)
+            raw = make_dataset(cfg, files['train'], files['label_csv'], False, (None, 1.), bad=bad); raw.prepare(progress); norm = fbank_stats(raw)
         norm = dist.broadcast(norm)
     ds = {s: make_dataset(cfg, files[s], files['label_csv'], False, norm, s, bad) for s in ('train', 'val', 'eval')}
     with dist.main_first():
-        for d in ds.values(): d.cache.refresh(); d.precompute(progress and dist.is_main())
+        for d in ds.values():
+            if d.cache is not None: d.cache.refresh()
+            d.prepare(progress and dist.is_main(), lazy=cfg.lazy_cache)
     return dict(files=files, norm=norm, eval_sets=ds, n_classes=ds['train'].n_classes, bad=bad,
                 class_names=read_label_csv(files['label_csv']).display_name.tolist())
 
@@ -312,6 +322,7 @@ def run_name(cfg:PSLAConfig, labels:str='none') -> str:
 
 # %% ../../nbs/45_recipes.psla.ipynb #c045
 def _pred_fn(m, b): return m(b['x'])
+def _pred(ds): return with_frontend(_pred_fn, ds.device_frontend())  # features='device': fbank on the device
 
 def _evaluator(cfg, data, run_dir:Path, tr_ref:list):
     "evaluate(model) for the Trainer: metrics of the epoch and of the checkpoint ensemble; stores predictions/weights."
@@ -322,7 +333,7 @@ def _evaluator(cfg, data, run_dir:Path, tr_ref:list):
         epoch, dev = tr_ref[0].epoch + 1, tr_ref[0].device  # the Trainer counts the epoch after evaluating
         row = {}
         for s in ('val', 'eval'):
-            p = predict(m, DataLoader(sets[s], cfg.eval_bs), _pred_fn, device=dev, precision=seed_precision(cfg.amp)).numpy()
+            p = predict(m, DataLoader(sets[s], cfg.eval_bs, num_workers=cfg.num_workers), _pred(sets[s]), device=dev, precision=seed_precision(cfg.amp)).numpy()
             np.save(pdir/f'{s}_{epoch}.npy', p)
         val = np.load(pdir/f'val_{epoch}.npy')
         row |= {f'val_{k}': v for k, v in psla_stats(targets['val'], val).items()}
@@ -359,17 +370,18 @@ def train_psla(cfg:PSLAConfig, data:dict, train_datafile=None, # default: the or
                  progress=progress, desc=f'psla b{cfg.b} ({labels})'); ref.append(tr)
     ds = make_dataset(cfg, train_datafile, files['label_csv'], True, data['norm'], bad=data.get('bad'))
     if cfg.on_bad_file == 'skip':  # find (and drop) bad clips before sampling weights are matched to the clips
-        with dist.main_first(): ds.precompute(progress=False)
+        with dist.main_first(): ds.prepare(progress=False)
     weights = train_weights(ds, train_datafile.with_name(train_datafile.stem + '_weight.csv'), data['n_classes'], data.get('bad')) if cfg.bal else None
-    loader = tr.loader(ds, cfg.bs, shuffle=True, drop_last=len(ds) > cfg.bs, weights=weights)  # per-epoch seeded (and sharded under DDP)
-    tr.step = psla_step(cfg, opt, lambda: tr.epoch * len(loader))  # a resumed run continues the warm-up where it was
+    loader = tr.loader(ds, cfg.bs, shuffle=True, drop_last=len(ds) > cfg.bs, weights=weights,
+                   num_workers=cfg.num_workers)  # per-epoch seeded (and sharded under DDP)
+    tr.step = with_frontend(psla_step(cfg, opt, lambda: tr.epoch * len(loader)), ds.device_frontend())  # a resumed run continues the warm-up where it was
     hist = tr.fit(loader, cfg.epochs)
     return dict(run_dir=run_dir, history=hist, model=tr.model, targets=targets, labels=labels, train_datafile=train_datafile)
 
 # %% ../../nbs/45_recipes.psla.ipynb #c048
 def _predict_sd(cfg, data, model, sd, s) -> np.ndarray:
     model.load_state_dict(sd)
-    return predict(model, DataLoader(data['eval_sets'][s], cfg.eval_bs), _pred_fn, device=get_device(cfg.device), precision=seed_precision(cfg.amp)).numpy()
+    return predict(model, DataLoader(data['eval_sets'][s], cfg.eval_bs), _pred(data['eval_sets'][s]), device=get_device(cfg.device), precision=seed_precision(cfg.amp)).numpy()
 
 def run_predictions(cfg:PSLAConfig, data:dict, run:dict) -> dict:
     "{(model, set): (N, C) predictions} for model in best_single / wa / ensemble and set in val / eval."
@@ -432,7 +444,7 @@ def enhancement_table(cfg:PSLAConfig, data:dict, run:dict, progress:bool=False) 
     if files['ontology'] is None: raise DatasetError(data['files']['root'], 'label enhancement needs the AudioSet ontology.json (set cfg.ontology)')
     ds = make_dataset(cfg, files['train'], files['label_csv'], False, data['norm'])
     run['model'].load_state_dict(load_checkpoint(run['run_dir']/'best.pt')['model'])
-    pred = predict(run['model'], DataLoader(ds, cfg.eval_bs), _pred_fn, device=get_device(cfg.device), precision=seed_precision(cfg.amp), progress=progress).numpy()
+    pred = predict(run['model'], DataLoader(ds, cfg.eval_bs, num_workers=cfg.num_workers), _pred(ds), device=get_device(cfg.device), precision=seed_precision(cfg.amp), progress=progress).numpy()
     mids, onto = read_label_csv(files['label_csv']).mid.tolist(), read_ontology(files['ontology'])
     orig, truth = _label_sets(files['train'], mids), _true_labels(files['root'], read_datafile(files['train']), mids)
     out_dir, rows, res = run['run_dir']/'enhanced', [], {}
