@@ -167,10 +167,13 @@ def read_datafile_index(path, # an AST/PSLA datafile: {"data": [{"wav": ..., "la
         seen.add(s)
     return DatafileIndex(str(path.parent), np.frombuffer(b''.join(enc), np.uint8), path_off, label_off, label_idx, dup, split)
 
-def index_weights(index:DatafileIndex, n_classes:int) -> np.ndarray:
+def index_weights(index:DatafileIndex, n_classes:int,
+                  count_repeats:bool=True, # as `sample_weights` (the seed): a label listed twice in a clip counts twice
+                 ) -> np.ndarray:
     "The seed's balanced-sampling weights (`sample_weights`) of an index, vectorised: (N,) float64."
     n = len(index); item = np.repeat(np.arange(n), np.diff(index.label_off))
-    pair = np.unique(item.astype(np.int64) * n_classes + index.label_idx)  # a class listed twice in a clip counts once
+    pair = item.astype(np.int64) * n_classes + index.label_idx
+    if not count_repeats: pair = np.unique(pair)  # a class listed twice in a clip counts once
     it, c = pair // n_classes, pair % n_classes
     lw = 1000. / (np.bincount(c, minlength=n_classes) + 0.01)
     return np.bincount(it, weights=lw[c], minlength=n)
