@@ -41,8 +41,9 @@ def test_respiratory_csv_mscl_metadata_column(tones, tmp_path, monkeypatch):
     assert sorted(set(data['train']['meta'].tolist())) == [0, 1]                  # spk0, spk1
     assert 'fold2' in row['tag'] and 0 <= runs[0]['score'] <= 100 and np.isnan(runs[0]['sp'])
     with pytest.raises(ValueError, match="metalabel 'nope'"): _resp(tones, tmp_path, dataset='csv', method='mscl', metalabel='nope')
-    _, d2, _ = _resp(tones, tmp_path, dataset='csv', method='mscl', metalabel='sa', epochs2=1, duration=0.6)  # seed 000's sex/age
-    assert set(d2['train']['meta'].tolist()) <= {0, 1, 2, 3}
+    from soundlab.recipes.respiratory import respiratory_config, load_cycles
+    d2 = load_cycles(respiratory_config('own', dataset='csv', data_root=str(tones), metalabel='sa', duration=0.6), progress=False)
+    assert set(d2['train']['meta'].tolist()) <= {0, 1, 2, 3}  # seed 000's sex x age group, from the sex and age columns
 
 def test_folder_errors(tones, tmp_path):
     from soundlab.data.folder import prepare_folder
@@ -50,7 +51,7 @@ def test_folder_errors(tones, tmp_path):
     df = pd.read_csv(tones / 'labels.csv')
     df.drop(columns='label').to_csv(tmp_path / 'a.csv', index=False)
     with pytest.raises(DatasetError, match=r"missing column\(s\) \['label'\]"): prepare_folder(tmp_path / 'a.csv')
-    df.assign(path='../' + tones.name + '/' + df.path).to_csv(tones.parent / 'b.csv', index=False)
+    df.assign(path=tones.name + '/' + df.path).to_csv(tones.parent / 'b.csv', index=False)
     with pytest.raises(DatasetError, match="unknown label 'tone2'"): prepare_folder(tones.parent / 'b.csv', classes=['tone0', 'tone1'])
     bad = df.copy(); bad.loc[3, 'path'] = 'clips/missing.wav'; bad.to_csv(tones / 'c.csv', index=False)
     with pytest.raises(DatasetError, match='missing.wav'): prepare_folder(tones / 'c.csv')
@@ -68,7 +69,8 @@ def test_ast_folder_smoke(tones, tmp_path, monkeypatch):
                      device='cpu', out_dir=str(tmp_path / 'runs'))
     res = run_ast(cfg, progress=False)
     assert res['classes'] == ['c0', 'c1', 'c2'] and list(res['acc_fold']) == ['fold1'] and 0 <= res['mean_acc'] <= 100
-    assert len(res['y_true']) == 6  # 18 clips, 5 folds: 3 or 4 per fold... the seeded folds put 6 in fold 1 here
+    from soundlab.data.folder import prepare_folder
+    assert len(res['y_true']) == len(prepare_folder(tmp_path / 'folders', 1)['test'])  # the same seeded fold
     with pytest.raises(ValueError, match='needs data_root'): ast_config('smoke', 'esc50', dataset='folder')
 
 def test_baseline_on_tones(tones):
@@ -90,4 +92,17 @@ def test_real_corpus_recipes(real, tmp_path, monkeypatch):
     assert data['train']['x'].shape[1:] == (1, 64, 47) and len(data['test']['y']) == 8 and 0 <= runs[0]['acc'] <= 100
     res = run_ast(ast_config('smoke', 'esc50', dataset='csv', data_root=str(real / 'labels.csv'), folds=(1,), device='cpu',
                              out_dir=str(tmp_path / 'runs')), progress=False)
-    assert 0 <= res['acc_fold']['fold1'] <= 100 and len(res['y_true']) == 4
+    assert 0 <= res['acc_fold']['fold1'] <= 100 and len(res['y_true']) == len(prepare_folder(real, 1)['test'])
+
+def test_run_icbhi_notebook_own_data(tones, tmp_path, shared_data):
+    "papermill nbs/run_icbhi.ipynb -p preset own -p dataset csv -p data_root <csv>: own_results.csv, confusion with the CSV's classes."
+    from conftest import run_notebook
+    res = run_notebook('run_icbhi.ipynb', tmp_path, shared_data, preset='own', dataset='csv', data_root=str(tones / 'labels.csv'),
+                       fold=3, epochs=1, duration=0.6, device='cpu', out_dir=str(tmp_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    table = pd.read_csv(tmp_path / 'own_results.csv')
+    assert len(table) == 1 and table.fold[0] == 3 and table.Method[0] == 'CE' and table.Backbone[0] == 'Cnn6'
+    assert not (tmp_path / 'icbhi_results.csv').exists()
+    tag = table.tag[0] if 'tag' in table else next(tmp_path.glob('*_confusion.png')).name.replace('_confusion.png', '')
+    assert (tmp_path / f'{tag}_confusion.png').stat().st_size > 1000
+    assert 'balanced accuracy' in (tmp_path / 'out_run_icbhi.ipynb').read_text()
