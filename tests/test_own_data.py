@@ -106,3 +106,44 @@ def test_run_icbhi_notebook_own_data(tones, tmp_path, shared_data):
     tag = table.tag[0] if 'tag' in table else next(tmp_path.glob('*_confusion.png')).name.replace('_confusion.png', '')
     assert (tmp_path / f'{tag}_confusion.png').stat().st_size > 1000
     assert 'balanced accuracy' in (tmp_path / 'out_run_icbhi.ipynb').read_text()
+
+def test_psla_folder_smoke(tones, tmp_path, monkeypatch):
+    "The PSLA recipe (smoke preset) on a CSV: its split written as datafiles, trained and evaluated."
+    monkeypatch.setenv('SOUNDLAB_DATA', str(tmp_path))
+    from soundlab.recipes.psla import psla_config, load_data, run_psla
+    cfg = psla_config('smoke', dataset='csv', data_root=str(tones / 'labels.csv'), epochs=1, wa_start=1, wa_end=1, device='cpu',
+                      out_dir=str(tmp_path / 'runs'))
+    data = load_data(cfg, progress=False)
+    assert data['class_names'] == ['tone0', 'tone1', 'tone2'] and len(data['eval_sets']['eval']) == 6  # the CSV's fold 1
+    res = run_psla(cfg, data, progress=False, verbose=False)
+    assert res['results']['none'] is not None and len(res['runs']) == 1 and res['data']['n_classes'] == 3
+
+def test_sed_simclr_folder_smoke(tones, tmp_path, monkeypatch):
+    "SimCLR (smoke preset) on a CSV with some unlabelled clips: pre-training sees them, linear evaluation does not."
+    monkeypatch.setenv('SOUNDLAB_DATA', str(tmp_path))
+    from soundlab.recipes.sed import sed_config, load_clips, run_sed
+    df = pd.read_csv(tones / 'labels.csv'); df.loc[[0, 7], 'label'] = None
+    df.assign(path=tones.name + '/' + df.path).to_csv(tones.parent / 'partly_labelled.csv', index=False)
+    cfg = sed_config('smoke', dataset='csv', data_root=str(tones.parent / 'partly_labelled.csv'), device='cpu', out_dir=str(tmp_path / 'runs'))
+    data = load_clips(cfg, progress=False)
+    assert data['classes'] == ['tone0', 'tone1', 'tone2'] and (data['train']['y'] >= 0).all()
+    # fold 1 (the CSV's) is test: its unlabelled clip is left out; the other unlabelled clip is pre-training data only
+    assert len(data['test']['x']) == 5 and len(data['pretrain']['x']) == len(data['train']['x']) + 1 and len(data['val']['x']) == 2
+    res = run_sed(cfg, 'all', data, progress=False)
+    assert [r['stage'] for r in res] == ['pretrain', 'lineval', 'finetune'] and 0 <= res[1]['test_bacc'] <= 100
+    assert res[1]['per_class'].shape == (3,)
+
+def test_fewshot_folder_smoke(tones, tmp_path, monkeypatch):
+    "Few-shot (smoke preset) on class folders: a class-disjoint MetaAudio copy, episodes of 2-way 2-shot tasks."
+    monkeypatch.setenv('SOUNDLAB_DATA', str(tmp_path))
+    from soundlab.recipes.fewshot import fewshot_config, load_splits, run_fewshot
+    for k in range(9):  # 9 classes of 2 files: 5 train, 2 valid, 2 test classes
+        d = tmp_path / 'folders' / f'k{k}'; d.mkdir(parents=True)
+        for p in sorted((tones / 'clips').glob(f'c{k % 3}_*.wav'))[2 * (k // 3):2 * (k // 3) + 2]: shutil.copy(p, d / p.name)
+    cfg = fewshot_config('smoke', dataset='folder', data_root=str(tmp_path / 'folders'), n_way=2, n_shot=1, n_query=1, device='cpu',
+                         out_dir=str(tmp_path / 'runs'))
+    data = load_splits(cfg)
+    classes = {s: set(d.classes) for s, d in data.items()}
+    assert [len(classes[s]) for s in ('train', 'valid', 'test')] == [5, 2, 2] and not (classes['train'] & classes['test'])  # splits by class
+    res = run_fewshot(cfg, data)
+    assert 0 <= res['acc'] <= 100

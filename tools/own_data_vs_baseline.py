@@ -9,6 +9,7 @@ The recipe's numbers are its LAST epoch (no epoch chosen on the test fold), the 
 import argparse, time
 from pathlib import Path
 import numpy as np, pandas as pd
+from dataclasses import replace
 
 def main():
     ap = argparse.ArgumentParser()
@@ -16,6 +17,7 @@ def main():
     ap.add_argument('--folds', type=int, nargs='*', default=None); ap.add_argument('--epochs', type=int, default=None)
     ap.add_argument('--ast', action='store_true', help='also the AST recipe (demo preset, from scratch)')
     ap.add_argument('--device', default='auto'); ap.add_argument('--out', default='figures/own_data_vs_baseline')
+    ap.add_argument('--runs', default='data/runs/own_vs_baseline', help='checkpoints (a finished fold is resumed, not retrained)')
     a = ap.parse_args()
     from soundlab.data.folder import make_real_corpus, prepare_folder, folder_folds
     from soundlab.baselines import logmel_logreg_baseline
@@ -29,6 +31,7 @@ def main():
         t0 = time.time(); b = logmel_logreg_baseline(sp['train'], sp['test']); tb = time.time() - t0
         cfg = respiratory_config('own', dataset=a.dataset, data_root=str(root), fold=k or 1, epochs=a.epochs,
                                  t_max=a.epochs, device=a.device)
+        cfg = replace(cfg, out_dir=str(Path(a.runs)/f'e{cfg.epochs}_d{cfg.duration:g}_lr{cfg.lr:g}'))  # fresh runs, never resumed from others
         t0 = time.time(); row, runs = run_respiratory(cfg, load_cycles(cfg, progress=False), progress=False); tr = time.time() - t0
         r = runs[0]
         out = dict(fold=k, n_train=len(sp['train']), n_test=len(sp['test']), n_classes=len(sp['classes']),
@@ -40,11 +43,14 @@ def main():
             acfg = ast_config('demo', 'esc50', dataset=a.dataset, data_root=str(root), folds=(k,), device=a.device)
             out['ast_acc'] = run_ast(acfg, progress=False)['acc_fold'][f'fold{k}']
         rows.append(out); print(pd.DataFrame([out]).to_string(index=False), flush=True)
+        write(rows, a.out)
+
+def write(rows, out):
     df = pd.DataFrame(rows)
     mean = df.select_dtypes('number').mean().to_dict() | dict(fold='mean', recipe=rows[0]['recipe'])
     df = pd.concat([df, pd.DataFrame([mean])], ignore_index=True)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    df.round(2).to_csv(f'{a.out}.csv', index=False); Path(f'{a.out}.md').write_text(df.round(2).to_markdown(index=False) + '\n')
-    print(df.round(2).to_string(index=False))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    df.round(2).to_csv(f'{out}.csv', index=False); Path(f'{out}.md').write_text(df.round(2).to_markdown(index=False) + '\n')
+    print(df.round(2).to_string(index=False), flush=True)
 
 if __name__ == '__main__': main()

@@ -17,7 +17,7 @@ from .tagging import records_from_datafile, read_label_csv
 # %% auto #0
 __all__ = ['AUDIO_EXTS', 'SPLIT_NAMES', 'REAL_WORDS', 'REAL_INSTRUMENTS', 'REAL_VOICES', 'SOUNDFONTS', 'read_folder_csv',
            'read_class_folders', 'assign_folds', 'find_layout', 'read_folder', 'prepare_folder', 'folder_folds',
-           'make_real_corpus']
+           'write_folder_datafiles', 'write_metaaudio_folder', 'make_real_corpus']
 
 # %% ../../nbs/1b_data.folder.ipynb #f006
 AUDIO_EXTS = ('.wav', '.flac', '.ogg', '.mp3', '.aiff', '.aif')
@@ -189,6 +189,52 @@ def folder_folds(root, dataset:str='folder', n_folds:int=5) -> list[int]:
     recs, _ = read_folder(root, dataset, labels=False, probe=False, on_bad_file='skip')
     if any(r.split != 'train' for r in recs): return [0]
     return sorted({r.fold for r in recs}) if any(r.fold is not None for r in recs) else list(range(1, n_folds + 1))
+
+# %% ../../nbs/1b_data.folder.ipynb #f0d1
+def write_folder_datafiles(root, out, # data_root; the folder to write train/val/eval datafiles and the label csv in
+                           fold:int=1, n_folds:int=5, dataset:str='folder', on_bad_file:str|BadFiles='raise') -> dict:
+    "{'train', 'val', 'eval', 'label_csv', 'weights'}: `prepare_folder`'s split as AST/PSLA datafiles (val: the CSV's, else eval)."
+    from soundlab.data.tagging import write_datafile, write_label_csv, write_weight_file
+    kind, path = find_layout(root, dataset); out = Path(out)
+    if kind == 'datafile':
+        files = {'train': path/'train.json', 'eval': path/'test.json', 'label_csv': path/'class_labels_indices.csv'}
+        files['val'] = path/'val.json' if (path/'val.json').is_file() else files['eval']
+    else:
+        sp = prepare_folder(root, fold, n_folds, dataset=dataset, on_bad_file=on_bad_file)
+        mids = [f'/m/own{i:03d}' for i in range(len(sp['classes']))]
+        files = dict(label_csv=write_label_csv(out/'class_labels_indices.csv', sp['classes'], mids))
+        for s, name in (('train', 'train'), ('test', 'eval'), ('val', 'val')):
+            if s in sp: files[name] = write_datafile(out/f'{name}_data.json', [dict(wav=str(r.path.resolve()), labels=mids[r.labels]) for r in sp[s]])
+        files.setdefault('val', files['eval'])
+    return files | dict(weights=write_weight_file(files['train'], files['label_csv'], out/'train_data_weight.csv'))
+
+# %% ../../nbs/1b_data.folder.ipynb #f0e1
+def write_metaaudio_folder(root, out, # data_root; the MetaAudio dataset folder to write (features/, splits.npy, norm_stats/)
+                           split_fractions:tuple=(0.6, 0.2, 0.2), # shares of the CLASSES in train / valid / test
+                           seed:int=0, segment:float=1., # class split seed; clip length (s), padded / cut
+                           sample_rate:int=16000, n_mels:int=64, hop_length:int=256, # the log-mel (MetaAudio's synthetic twin's)
+                           dataset:str='folder', on_bad_file:str|BadFiles='raise') -> Path:
+    "Your recordings as one MetaAudio dataset folder, class-disjoint splits; returns `out` (reused when already written)."
+    from soundlab.data.metaaudio import FEATURES, write_splits, write_norm_stats, SPLITS_FILE
+    from soundlab.synth import _ma_logmel
+    from soundlab.audio import fix_length
+    out = Path(out)
+    if (out/SPLITS_FILE).is_file(): return out
+    recs, names = read_folder(root, dataset, on_bad_file=on_bad_file)
+    if len(names) < 3: raise DatasetError(Path(root), f'few-shot needs at least 3 classes (train/valid/test are class-disjoint), got {len(names)}')
+    order = np.random.default_rng(seed).permutation(len(names))
+    a, b = np.clip((np.cumsum(split_fractions)[:2] / sum(split_fractions) * len(names)).round().astype(int), 1, len(names) - 1)
+    b = max(b, a + 1)
+    splits = dict(train=[names[i] for i in sorted(order[:a])], valid=[names[i] for i in sorted(order[a:b])], test=[names[i] for i in sorted(order[b:])])
+    n, stats = int(segment * sample_rate), []
+    for r in recs:
+        w, _ = load_audio(r.path, sr=sample_rate); w = fix_length(w, n).numpy()[None].astype(np.float32)
+        spec = _ma_logmel(w, sample_rate, n_mels, hop_length)[0]
+        (out/FEATURES/names[r.labels]).mkdir(parents=True, exist_ok=True); np.save(out/FEATURES/names[r.labels]/f'{r.id}.npy', spec)
+        if names[r.labels] in splits['train']: stats.append(spec.ravel())
+    allx = np.concatenate(stats); write_norm_stats(out, float(allx.mean()), float(allx.std()))
+    write_splits(out, splits)
+    return out
 
 # %% ../../nbs/1b_data.folder.ipynb #f021
 REAL_WORDS = ('yes', 'no', 'stop', 'go', 'left', 'right')

@@ -71,8 +71,8 @@ PRESETS = {
     'paper': {},
     'demo': dict(bs=32, epochs=12, epochs2=50, lr=1e-3, lr2=1e-3, duration=4., t_max=12, synth=dict(n_patients=80)),
     # own data (dataset='folder'/'csv'): a small CNN from scratch with cross-entropy, sized for a few hundred clips
-    'own': dict(dataset='folder', method='sl', backbone='cnn6', bs=16, epochs=40, lr=1e-3, t_max=40, duration=1.5,
-                f_max=8000., freqmask=8, timemask=10, noweights=False),
+    'own': dict(dataset='folder', method='sl', backbone='cnn6', bs=16, epochs=15, lr=1e-3, t_max=15, duration=1.,
+                f_max=8000., freqmask=8, timemask=8, amp=False),
     'smoke': dict(bs=16, epochs=1, epochs2=2, lr=1e-3, duration=2., t_max=1, synth=dict(n_patients=6), amp=False),
 }
 
