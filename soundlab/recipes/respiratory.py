@@ -215,7 +215,7 @@ def val_split(train:dict, # `load_cycles(...)['train']`: x, y, meta, records
               seed:int=0,
              ) -> tuple[dict, dict]:
     "Split the training cycles by patient into (train, val): val holds normal and abnormal cycles, train keeps every class (redrawn until so)."
-    pats = np.array([str(r.custom.get('patient', r.id)) for r in train['records']])  # own data without patients: per clip; ids = np.unique(pats)
+    pats = np.array([str(r.custom.get('patient', r.id)) for r in train['records']]); ids = np.unique(pats)  # own data: per clip
     if len(ids) < 2: raise ValueError(f"select='val' needs at least 2 training patients, got {len(ids)}")
     n_val, y, rng = min(max(1, round(frac * len(ids))), len(ids) - 1), train['y'].numpy(), np.random.default_rng(seed)
     for _ in range(100):
