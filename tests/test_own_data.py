@@ -89,7 +89,7 @@ def test_real_corpus_recipes(real, tmp_path, monkeypatch):
     assert sp['classes'] == ['flute', 'no', 'piano', 'yes'] and {r.custom['source'] for r in sp['train']} == {'espeak-ng', 'fluidsynth'}
     assert 0 <= logmel_logreg_baseline(sp['train'], sp['test'])['acc'] <= 100
     cfg, data, (row, runs) = _resp(real, tmp_path, n_folds=2)
-    assert data['train']['x'].shape[1:] == (1, 64, 47) and len(data['test']['y']) == 8 and 0 <= runs[0]['acc'] <= 100
+    assert data['train']['x'].shape[1:] == (1, 64, 32) and len(data['test']['y']) == 8 and 0 <= runs[0]['acc'] <= 100
     res = run_ast(ast_config('smoke', 'esc50', dataset='csv', data_root=str(real / 'labels.csv'), folds=(1,), device='cpu',
                              out_dir=str(tmp_path / 'runs')), progress=False)
     assert 0 <= res['acc_fold']['fold1'] <= 100 and len(res['y_true']) == len(prepare_folder(real, 1)['test'])
