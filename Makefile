@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 METHOD ?= mscl
 
-.PHONY: install demo test export-check nbtest pytest bench clean-nbs lab lab-flags docs docs-check docs-chromium figures
+.PHONY: real-corpus-deps real-corpus own-baseline install demo test export-check nbtest pytest bench clean-nbs lab lab-flags docs docs-check docs-chromium figures
 
 $(VENV)/.installed: constraints.txt setup.py settings.ini
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -77,3 +77,15 @@ docs-chromium:
 WORKERS ?= $(shell nproc)
 figures: install
 	$(PY) tools/make_figures.py --workers $(WORKERS)
+
+# your own data: a small corpus of REAL recordings (espeak-ng words, fluidsynth GM instrument notes) from Debian programs,
+# and the own-data default recipe against the log-mel logistic-regression baseline on its folds (soundlab.baselines)
+real-corpus-deps:
+	apt-get update && apt-get install -y espeak-ng fluidsynth fluid-soundfont-gm
+
+real-corpus: install
+	@command -v espeak-ng >/dev/null && command -v fluidsynth >/dev/null || { echo "no espeak-ng/fluidsynth: run make real-corpus-deps (as root)"; exit 1; }
+	$(PY) -c "from soundlab.data.folder import make_real_corpus; print(make_real_corpus('data/real'))"
+
+own-baseline: real-corpus
+	$(PY) tools/own_data_vs_baseline.py --data_root data/real --out figures/own_data_vs_baseline

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from ..core import SoundlabError, DatasetError, data_dir, get_device, seed_everything, config_digest
 from .. import dist
 from ..data.core import BadFiles
+from ..data.folder import prepare_folder, folder_folds
 from ..features import KaldiFbank, FeatureCache
 from ..data.tagging import TaggingDataset, fbank_stats, sample_weights
 from ..data.vocalsound import prepare_vocalsound, VS_CLASSES
@@ -27,7 +28,7 @@ from ..streaming import check_features, with_frontend
 # %% auto #0
 __all__ = ['TASKS', 'PRESETS', 'ASTConfig', 'ast_config', 'corpus_root', 'task_splits', 'class_names', 'build_model', 'logits',
            'make_step', 'make_optimizer', 'fbank_norm', 'datasets', 'run_dir', 'scores_of', 'metrics_of', 'train_model',
-           'run_esc50', 'run_speechcommands', 'group_accuracy', 'run_vocalsound', 'run_ast']
+           'run_esc50', 'run_speechcommands', 'group_accuracy', 'run_vocalsound', 'run_own', 'run_ast']
 
 # %% ../../nbs/44_recipes.ast.ipynb #c006
 TASKS = ('vocalsound', 'esc50', 'speechcommands')
@@ -36,6 +37,8 @@ TASKS = ('vocalsound', 'esc50', 'speechcommands')
 class ASTConfig:
     task:str='esc50' # 'vocalsound', 'esc50' or 'speechcommands'
     data_root:str='' # the corpus in its published layout; '' = the synthetic corpus (written on first use)
+    dataset:str='' # '': the task's published layout; 'folder' / 'csv': your own recordings at data_root (soundlab.data.folder;
+                   # the task's preset gives the settings, `folds` the test folds, a multi-label datafile layout works too)
     model:str='ast' # 'ast' or 'psla' (PSLA's EfficientNet + attention, soundlab.models.psla)
     model_size:str='base384'; fstride:int=10; tstride:int=10 # AST
     imagenet_pretrain:object=True; audioset_pretrain:object=False # False, True (pretrained_dir()) or a file
@@ -92,6 +95,8 @@ def ast_config(preset:str='demo', # 'paper', 'demo' or 'smoke'
     cfg = replace(ASTConfig(task=task), **PRESETS[preset][task])
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if cfg.model not in ('ast', 'psla'): raise ValueError(f"model must be 'ast' or 'psla', got {cfg.model!r}")
+    if cfg.dataset not in ('', 'folder', 'csv'): raise ValueError(f"dataset must be '', 'folder' or 'csv', got {cfg.dataset!r}")
+    if cfg.dataset and not cfg.data_root: raise ValueError(f'dataset={cfg.dataset!r} needs data_root: a CSV, class folders or datafiles')
     if cfg.loss not in ('CE', 'BCE'): raise ValueError(f"loss must be 'CE' or 'BCE', got {cfg.loss!r}")
     check_features(cfg.features)
     return replace(cfg, folds=tuple(cfg.folds), betas=tuple(cfg.betas))
@@ -275,7 +280,28 @@ def run_vocalsound(cfg:ASTConfig, progress:bool=True) -> dict:
                 groups=group_accuracy(sp['test'], s.argmax(1)), norm=norm, y_true=y, y_pred=s.argmax(1),
                 confusion=confusion_df(y, s.argmax(1), names), run=r, bad=bad)
 
+# %% ../../nbs/44_recipes.ast.ipynb #own1
+def run_own(cfg:ASTConfig, progress:bool=True) -> dict:
+    "Own data: accuracy (and AUC) of each test fold (or of the CSV's test split), and their mean."
+    bad, root = BadFiles(cfg.on_bad_file), Path(cfg.data_root).expanduser()
+    avail = folder_folds(root, cfg.dataset) if cfg.dataset == 'csv' or not (root/'class_labels_indices.csv').is_file() else [0]
+    folds = [0] if avail == [0] else ([k for k in avail if k in cfg.folds] or avail)
+    runs, names = {}, []
+    with FeatureCache(data_dir()/'cache'/f'own_{root.stem}') as cache:
+        for k in folds:
+            sp = prepare_folder(root, k or 1, len(avail), dataset=cfg.dataset, multilabel=True, on_bad_file=bad); names = sp.pop('classes')
+            norm = fbank_norm(cfg, sp['train'], cache, bad)
+            evals = {'test': sp['test']} | ({'val': sp['val']} if 'val' in sp else {})
+            runs[k] = train_model(cfg, sp['train'], evals, len(names), norm, cache, f'own_fold{k}', 'val_acc' if 'val' in sp else None, progress, bad)
+    m = {f'fold{k}': metrics_of(r['targets']['test'], r['best_scores']['test']) for k, r in runs.items()}
+    y = torch.cat([r['targets']['test'] for r in runs.values()]).argmax(1)
+    s = torch.cat([r['best_scores']['test'] for r in runs.values()])
+    return dict(task='own', acc_fold={k: v['acc'] for k, v in m.items()}, auc_fold={k: v['auc'] for k, v in m.items()},
+                mean_acc=float(np.mean([v['acc'] for v in m.values()])), classes=names, y_true=y, y_pred=s.argmax(1),
+                confusion=confusion_df(y, s.argmax(1), names), runs=runs, bad=bad)
+
 # %% ../../nbs/44_recipes.ast.ipynb #c025
 def run_ast(cfg:ASTConfig, progress:bool=True) -> dict:
-    "Run `cfg.task`'s recipe."
+    "Run `cfg.task`'s recipe (or, with `dataset='folder'`/`'csv'`, `run_own` on `data_root`)."
+    if cfg.dataset: return run_own(cfg, progress)
     return dict(esc50=run_esc50, speechcommands=run_speechcommands, vocalsound=run_vocalsound)[cfg.task](cfg, progress)

@@ -24,8 +24,9 @@ from ..train import Trainer, load_checkpoint, seed_precision
 
 # %% auto #0
 __all__ = ['SCENARIOS', 'PRESETS', 'apply_scenario', 'FewShotConfig', 'fewshot_config', 'experiment', 'corpus_root',
-           'load_splits', 'run_episode', 'contrastive_loss_fn', 'episode_step', 'majority_vote', 'episode_accuracy',
-           'evaluate_tasks', 'run_dir', 'train_fewshot', 'run_fewshot', 'table_row', 'suggest', 'optuna_search']
+           'own_metaaudio', 'load_splits', 'run_episode', 'contrastive_loss_fn', 'episode_step', 'majority_vote',
+           'episode_accuracy', 'evaluate_tasks', 'run_dir', 'train_fewshot', 'run_fewshot', 'table_row', 'suggest',
+           'optuna_search']
 
 # %% ../../nbs/43_recipes.fewshot.ipynb #c004
 _NO_AUG = dict(train_query_augmentations=False, validation_query_augmentations=False, test_query_augmentations=False)
@@ -63,6 +64,8 @@ class FewShotConfig:
     scenario:str='protonet+aug+attention' # a key of SCENARIOS, or 'config' (the JSON file as it is)
     contrastive:str='' # '' (the scenario's / file's choice), 'cpl' or 'angular'
     data_root:str='' # folder holding the dataset folders; '' = the synthetic corpus
+    dataset:str='' # '': MetaAudio's layout; 'folder' / 'csv': your own recordings at data_root (written once in MetaAudio's
+                   # layout with a seeded class-disjoint train/valid/test split, soundlab.data.folder.write_metaaudio_folder)
     dataset_name:str|None=None; encoder_name:str|None=None # None: the file's
     use_attention:bool|None=None; use_contrastive:bool|None=None # set after the scenario; None: keep
     cpl:bool|None=None; angular:bool|None=None # switch loss.cpl.use / loss.angular.use (after the scenario); None: keep
@@ -109,6 +112,7 @@ def experiment(cfg:FewShotConfig) -> dict:
         if getattr(cfg, k) is not None: exp |= {f'{k}_{p}': getattr(cfg, k) for p in ('train', 'validation', 'test')}
     if cfg.scheduler_milestones is not None: exp['scheduler_milestones'] = list(cfg.scheduler_milestones)
     if exp['dataset_name'] in MULTI_SEGMENT: exp['multi_segm'] = MULTI_SEGMENT[exp['dataset_name']]  # the seed sets it per dataset
+    if cfg.dataset in ('folder', 'csv'): exp['multi_segm'] = False  # own data: one segment per recording
     return exp | cfg.scenario_overrides.get(cfg.scenario, {})
 
 # %% ../../nbs/43_recipes.fewshot.ipynb #c012
@@ -119,12 +123,20 @@ def corpus_root(cfg:FewShotConfig) -> Path:
     args = {'seed': 0, **cfg.synth}
     return make_metaaudio(default_root('metaaudio', args), **args)
 
+def own_metaaudio(cfg:FewShotConfig) -> Path:
+    "Own data (`dataset='folder'`/`'csv'`): its MetaAudio-layout copy under data_dir()/own_metaaudio (written on first use)."
+    from soundlab.data.folder import write_metaaudio_folder
+    src = Path(cfg.data_root).expanduser()
+    out = data_dir()/'own_metaaudio'/f'{src.stem}_{config_digest(str(src.resolve()), 10)}'
+    return write_metaaudio_folder(src, out, dataset=cfg.dataset, on_bad_file=cfg.on_bad_file)
+
 def load_splits(cfg:FewShotConfig, exp:dict|None=None,
                 bad:BadFiles|None=None, # collects the skipped recordings (default: a new one of cfg.on_bad_file)
                ) -> dict:
     "{'train', 'valid', 'test'}: MetaAudio datasets of `exp['dataset_name']` (test with all segments when multi_segm)."
     exp = exp or experiment(cfg)
-    with dist.main_first(): root = corpus_root(cfg)/exp['dataset_name']  # one writer for the synthetic corpus (torchrun: rank 0 first)
+    with dist.main_first():  # one writer for the synthetic corpus / own data's features (torchrun: rank 0 first)
+        root = own_metaaudio(cfg) if cfg.dataset in ('folder', 'csv') else corpus_root(cfg)/exp['dataset_name']
     recs = prepare_metaaudio(root, exp['input_type'], on_bad_file=BadFiles(cfg.on_bad_file) if bad is None else bad)
     out = {}
     for split, phase in (('train', 'train'), ('valid', 'validation'), ('test', 'test')):

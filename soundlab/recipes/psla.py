@@ -37,7 +37,7 @@ THRESHOLDS = ('none', 'mean', 'median', '5', '10', '25')  # the seed's label-mod
 
 @dataclass
 class PSLAConfig:
-    dataset:str='fsd50k' # 'fsd50k' or 'audioset'
+    dataset:str='fsd50k' # 'fsd50k', 'audioset', or 'folder' / 'csv': your own recordings at data_root (soundlab.data.folder)
     data_root:str='' # FSD50K root, or a folder with AudioSet's train_data.json / eval_data.json ('' = synthetic FSD50K)
     b:int=2; head_num:int=4 # EfficientNet-B<b>; 0 mean pooling, 1 single head, >1 multi-head attention
     pretrain:str='' # ImageNet weights file: timm tf_efficientnet_b<b> or efficientnet_pytorch efficientnet-b<b> ('' = from scratch)
@@ -84,7 +84,9 @@ def psla_config(preset:str='demo', **overrides) -> PSLAConfig:
     if preset == 'paper' and over.get('dataset') == 'audioset': cfg = replace(cfg, **AUDIOSET_PAPER)
     if 'label_enhance' in over: over['label_enhance'] = str(over['label_enhance'])  # papermill may pass 5 for '5'
     cfg = replace(cfg, **over); cfg = replace(cfg, betas=tuple(cfg.betas))
-    if cfg.dataset not in ('fsd50k', 'audioset'): raise ValueError(f"dataset must be 'fsd50k' or 'audioset', got {cfg.dataset!r}")
+    if cfg.dataset not in ('fsd50k', 'audioset', 'folder', 'csv'):
+        raise ValueError(f"dataset must be 'fsd50k', 'audioset', 'folder' or 'csv', got {cfg.dataset!r}")
+    if cfg.dataset in ('folder', 'csv') and not cfg.data_root: raise ValueError(f'dataset={cfg.dataset!r} needs data_root')
     if cfg.label_enhance not in THRESHOLDS: raise ValueError(f'label_enhance must be one of {THRESHOLDS}, got {cfg.label_enhance!r}')
     if cfg.model_mode not in ('reference', 'timm'): raise ValueError(f"model_mode must be 'reference' or 'timm', got {cfg.model_mode!r}")
     if cfg.wa_count not in WA_COUNTS: raise ValueError(f'wa_count must be one of {WA_COUNTS}, got {cfg.wa_count!r}')
@@ -129,7 +131,10 @@ def prepare_datafiles(cfg:PSLAConfig, bad:BadFiles|None=None, # collects skipped
     root, bad = corpus_root(cfg), BadFiles(cfg.on_bad_file) if bad is None else bad
     onto = Path(cfg.ontology) if cfg.ontology else root/'ontology.json'
     out = runs_dir(cfg)/'psla_datafiles'/f'{cfg.dataset}_{"real" if cfg.data_root else "synth"}_{config_digest(str(root.resolve()))}'
-    if cfg.dataset == 'fsd50k' or not cfg.data_root:
+    if cfg.dataset in ('folder', 'csv'):  # own data: its split (test fold 1) as datafiles
+        from soundlab.data.folder import write_folder_datafiles
+        files = write_folder_datafiles(root, out/'own', dataset=cfg.dataset, on_bad_file=bad)
+    elif cfg.dataset == 'fsd50k' or not cfg.data_root:
         files = write_fsd50k_datafiles(root, out/'fsd50k', on_bad_file=bad)
         if cfg.dataset == 'audioset': files = _to_audioset(files, out/'audioset')
     else:

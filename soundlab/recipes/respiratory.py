@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from ..core import data_dir, seed_everything
 from ..features import RespiratoryMel, FeatureCache
 from ..augment import SpecAugment
-from ..data.core import precompute, BadFiles
+from ..data.core import precompute, BadFiles, SegmentDataset, meta_labels
+from ..data.folder import prepare_folder
 from ..data.icbhi import ICBHI, prepare_icbhi
 from ..data.sprsound import SPRSound, prepare_sprsound
 from .. import dist
@@ -23,24 +24,27 @@ from ..metrics import icbhi_scores
 from ..train import Trainer, predict, load_checkpoint, update_table, seed_precision
 
 # %% auto #0
-__all__ = ['METHODS', 'CLASS_NAMES', 'PRESETS', 'METHOD_NAMES', 'RespiratoryConfig', 'respiratory_config', 'corpus_root',
-           'RespiratoryMelDB', 'batch_scale', 'model_input', 'load_cycles', 'build_model', 'make_step', 'val_split',
-           'run_once', 'run_tag', 'fmt_mean_std', 'summarize', 'run_respiratory']
+__all__ = ['METHODS', 'CLASS_NAMES', 'OWN_DATA', 'PRESETS', 'METHOD_NAMES', 'RespiratoryConfig', 'respiratory_config',
+           'corpus_root', 'RespiratoryMelDB', 'batch_scale', 'model_input', 'load_cycles', 'build_model', 'make_step',
+           'own_scores', 'val_split', 'run_once', 'run_tag', 'fmt_mean_std', 'summarize', 'run_respiratory']
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c006
 METHODS = ('sl', 'scl', 'hybrid', 'mscl')
 CLASS_NAMES = ('normal', 'crackle', 'wheeze', 'both')
+OWN_DATA = ('folder', 'csv') # `dataset` values that read soundlab.data.folder's layout
 
 @dataclass
 class RespiratoryConfig:
-    dataset:str='ICBHI' # 'ICBHI' or 'SPRS'
+    dataset:str='ICBHI' # 'ICBHI', 'SPRS', or 'folder' / 'csv': your own recordings at data_root (soundlab.data.folder)
     mode:str='inter' # SPRSound split: 'inter' (patient-disjoint) or 'intra'
     data_root:str='' # dataset root; '' = the embedded synthetic corpus (written on first use)
+    fold:int=1; n_folds:int=5 # dataset='folder': the test fold (of the CSV's fold column, or of seeded stratified folds)
+    f_max:float=2000. # top of the log-mel (seed 000: 2 kHz, lung sounds; own data: the 'own' preset's 8 kHz)
     method:str='mscl' # 'sl' (cross-entropy), 'scl', 'hybrid', 'mscl'
     backbone:str='cnn6' # 'cnn6', 'cnn10', 'cnn14'
     scratch:bool=True # False: initialise from the PANNs AudioSet checkpoint in weights_path
     weights_path:str='' # e.g. data/pretrained/Cnn6_mAP=0.343.pth
-    metalabel:str='sa' # M-SCL metadata task: 's' sex, 'a' age, 'sa' both, 'c' class
+    metalabel:str='sa' # M-SCL metadata task: 's' sex, 'a' age, 'sa' both, 'c' class; own data: also any metadata column
     lam:float=0.75 # M-SCL weight of the class head (1 - lam for the metadata head)
     bs:int=128; epochs:int=400; epochs2:int=50 # epochs2: linear evaluation epochs (scl, mscl)
     lr:float=1e-4; lr2:float=1e-1; wd:float=1e-4
@@ -69,6 +73,9 @@ PRESETS = {
     # 6 contrastive epochs (t_max 8)
     'demo': dict(bs=32, epochs=6, epochs2=50, lr=1e-3, lr2=1e-3, duration=4., t_max=8,
                  synth=dict(n_patients=80, cycles_per_recording=(2, 5))),
+    # own data (dataset='folder'/'csv'): a small CNN from scratch with cross-entropy, sized for a few hundred clips
+    'own': dict(dataset='folder', method='sl', backbone='cnn6', bs=16, epochs=15, lr=1e-3, t_max=15, duration=1.,
+                f_max=8000., freqmask=8, timemask=8, amp=False),
     'smoke': dict(bs=16, epochs=1, epochs2=2, lr=1e-3, duration=2., t_max=1, synth=dict(n_patients=6), amp=False),
 }
 
@@ -78,6 +85,7 @@ def respiratory_config(preset:str='demo', **overrides) -> RespiratoryConfig:
     cfg = replace(RespiratoryConfig(), **PRESETS[preset])
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if cfg.method not in METHODS: raise ValueError(f'unknown method {cfg.method!r}; choose from {METHODS}')
+    if cfg.dataset.lower() in OWN_DATA and not cfg.data_root: raise ValueError(f'dataset={cfg.dataset!r} needs data_root: a CSV or class folders')
     if cfg.select not in ('test', 'val'): raise ValueError(f"select must be 'test' (seed 000) or 'val', not {cfg.select!r}")
     if not cfg.scratch and not cfg.weights_path:
         raise ValueError('scratch=False needs weights_path: the PANNs AudioSet checkpoint (e.g. Cnn6_mAP=0.343.pth, zenodo record 3987831)')
@@ -92,14 +100,32 @@ def corpus_root(cfg:RespiratoryConfig) -> Path:
     args = {'seed': 0, **cfg.synth}
     return (synth.make_icbhi if icbhi else synth.make_sprsound)(synth.default_root('icbhi' if icbhi else 'sprsound', args), **args)
 
+def _meta(cfg, ds, vocab:dict) -> np.ndarray:
+    "M-SCL metadata labels of a split: seed 000's kinds, or (own data) the values of the metadata column `cfg.metalabel`."
+    if cfg.metalabel in ('s', 'a', 'sa', 'c') or cfg.dataset.lower() not in OWN_DATA:
+        kind = 'c' if cfg.metalabel == 'c' else cfg.metalabel
+        return ds.meta_labels(kind) if hasattr(ds, 'meta_labels') else meta_labels(ds.records, kind)
+    return np.array([vocab[str(r.custom.get(cfg.metalabel))] for r in ds.records], dtype=int)
+
+def _meta_vocab(cfg, recs:dict) -> dict:
+    "Own data: metadata column value -> index, over every split (missing values form their own class)."
+    if cfg.dataset.lower() not in OWN_DATA or cfg.metalabel in ('s', 'a', 'sa', 'c'): return {}
+    rs = [r for k, v in recs.items() if k != 'classes' for r in v]
+    if rs and all(cfg.metalabel not in r.custom for r in rs):
+        raise ValueError(f'metalabel {cfg.metalabel!r} is neither s/a/sa/c nor a metadata column (columns: {sorted(rs[0].custom)})')
+    return {v: i for i, v in enumerate(sorted({str(r.custom.get(cfg.metalabel)) for r in rs}))}
+
 def _records(cfg, root, bad:BadFiles) -> dict:
+    if cfg.dataset.lower() in OWN_DATA: return prepare_folder(root, cfg.fold, cfg.n_folds, dataset=cfg.dataset.lower(), on_bad_file=bad)
     if cfg.dataset.upper() == 'ICBHI': return prepare_icbhi(root, on_bad_file=bad)
     if cfg.dataset.upper() == 'SPRS': return prepare_sprsound(root, cfg.mode, classes=4, on_bad_file=bad)
-    raise ValueError(f'unknown dataset {cfg.dataset!r}: ICBHI or SPRS')
+    raise ValueError(f"unknown dataset {cfg.dataset!r}: ICBHI, SPRS, 'folder' or 'csv'")
 
 def _dataset(cfg, root, split, frontend, cache, records, bad):
     kw = dict(sample_rate=cfg.samplerate, duration=cfg.duration, pad=cfg.pad, frontend=frontend, cache=cache, records=records, on_bad_file=bad)
     if cfg.dataset.upper() == 'ICBHI': return ICBHI(root, split, **kw)
+    if cfg.dataset.lower() in OWN_DATA:
+        return SegmentDataset(kw.pop('records'), **kw)
     return SPRSound(root, split, mode=cfg.mode, classes=4, **kw)
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #bs00
@@ -122,26 +148,26 @@ def model_input(cfg:RespiratoryConfig):
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c010
 def load_cycles(cfg:RespiratoryConfig, progress:bool=True) -> dict:
-    "{'train': {...}, 'test': {...}}: x (N,1,mels,frames) (dB if `per_clip=False`), y (N,), meta (N,), records; 'bad': the `BadFiles`."
+    "{'train': {...}, 'test': {...}}: x (N,1,mels,frames) (dB if `per_clip=False`), y (N,), meta (N,), records; 'bad': the `BadFiles`; 'classes': the class names."
     with dist.main_first(): root = corpus_root(cfg)  # one writer for the synthetic corpus
     bad = BadFiles(cfg.on_bad_file); recs = _records(cfg, root, bad)
-    frontend = (RespiratoryMel if cfg.per_clip else RespiratoryMelDB)(sample_rate=cfg.samplerate)
-    out = {'bad': bad}
+    frontend = (RespiratoryMel if cfg.per_clip else RespiratoryMelDB)(sample_rate=cfg.samplerate, f_max=cfg.f_max)
+    out, vocab = {'bad': bad, 'classes': list(recs.get('classes', CLASS_NAMES))}, _meta_vocab(cfg, recs)
     with FeatureCache(data_dir()/'cache'/f'{cfg.dataset.lower()}_{root.name}') as cache:
         for split in ('train', 'test'):
             ds = _dataset(cfg, root, split, frontend, cache, recs[split], bad)
             with dist.main_first():    # rank 0 fills the cache, the others read it
                 cache.refresh(); precompute(ds, progress=progress and dist.is_main())  # each cycle decoded once, batched front end
             x = torch.stack([torch.as_tensor(cache.get(ds.key(i))) for i in range(len(ds))])
-            meta = ds.meta_labels('c' if cfg.metalabel == 'c' else cfg.metalabel)
+            meta = _meta(cfg, ds, vocab)
             out[split] = dict(x=x.float(), y=torch.as_tensor(ds.labels()), meta=torch.as_tensor(meta), records=ds.records)
     return out
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c012
-def build_model(cfg:RespiratoryConfig, n_meta:int) -> RespiratoryNet:
+def build_model(cfg:RespiratoryConfig, n_meta:int, n_classes:int=len(CLASS_NAMES)) -> RespiratoryNet:
     "Backbone (scratch or AudioSet weights) + projection heads + linear classifier."
     backbone = create_backbone(cfg.backbone, weights_path=None if cfg.scratch else cfg.weights_path, dropout=cfg.dropout)
-    return RespiratoryNet(backbone, n_classes=len(CLASS_NAMES), n_meta=n_meta if cfg.method == 'mscl' else None)
+    return RespiratoryNet(backbone, n_classes=n_classes, n_meta=n_meta if cfg.method == 'mscl' else None)
 
 def make_step(cfg:RespiratoryConfig, weights:torch.Tensor, generator:torch.Generator,
               augment=None, # augment(x) -> one view; None: SpecAugment drawing from `generator`
@@ -173,11 +199,17 @@ def make_step(cfg:RespiratoryConfig, weights:torch.Tensor, generator:torch.Gener
 def _loader(*tensors, bs:int, generator=None, shuffle:bool=False):
     return DataLoader(TensorDataset(*tensors), batch_size=bs, shuffle=shuffle, generator=generator)
 
-def _evaluator(x, y, classify, bs:int, val=None):
+def own_scores(y_true, y_pred) -> dict:
+    "Own data's scores (%): accuracy, balanced accuracy as `score`; sp/se are NaN (no 'normal' class to define them)."
+    from soundlab.metrics import accuracy, balanced_accuracy
+    y_pred = y_pred.argmax(1) if torch.is_tensor(y_pred) and y_pred.ndim > 1 else y_pred
+    return dict(sp=float('nan'), se=float('nan'), score=100 * balanced_accuracy(y_true, y_pred), acc=100 * accuracy(y_true, y_pred))
+
+def _evaluator(x, y, classify, bs:int, val=None, score_fn=icbhi_scores):
     "evaluate(model) for the Trainer: ICBHI Sp/Se/Score and loss of the test split (and of `val`=(x, y), if given)."
     def scores(m, x, y, split):
         logits = torch.cat([classify(m, xb) for xb in x.split(bs)]).float().cpu()
-        return {f'{split}_{k}': v for k, v in icbhi_scores(y, logits.argmax(1)).items()} | {f'{split}_loss': F.cross_entropy(logits, y).item()}
+        return {f'{split}_{k}': v for k, v in score_fn(y, logits.argmax(1)).items()} | {f'{split}_loss': F.cross_entropy(logits, y).item()}
     def evaluate(m): return scores(m, x, y, 'test') | (scores(m, *val, 'val') if val is not None else {})
     return evaluate
 
@@ -186,7 +218,7 @@ def val_split(train:dict, # `load_cycles(...)['train']`: x, y, meta, records
               seed:int=0,
              ) -> tuple[dict, dict]:
     "Split the training cycles by patient into (train, val): val holds normal and abnormal cycles, train keeps every class (redrawn until so)."
-    pats = np.array([str(r.custom['patient']) for r in train['records']]); ids = np.unique(pats)
+    pats = np.array([str(r.custom.get('patient', r.id)) for r in train['records']]); ids = np.unique(pats)  # own data: per clip
     if len(ids) < 2: raise ValueError(f"select='val' needs at least 2 training patients, got {len(ids)}")
     n_val, y, rng = min(max(1, round(frac * len(ids))), len(ids) - 1), train['y'].numpy(), np.random.default_rng(seed)
     for _ in range(100):
@@ -209,8 +241,10 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
     va = None
     if cfg.select == 'val': tr_, va = val_split(tr_, cfg.val_frac, cfg.seed)  # the same held-out patients for every run
     sel = f'{cfg.select}_score'
-    model = build_model(cfg, n_meta=int(torch.cat([tr_['meta'], te['meta']]).max()) + 1)
-    weights = class_weights(tr_['y'], len(CLASS_NAMES))
+    n_classes = len(data.get('classes', CLASS_NAMES))
+    score_fn = own_scores if cfg.dataset.lower() in OWN_DATA else icbhi_scores
+    model = build_model(cfg, n_meta=int(torch.cat([tr_['meta'], te['meta']]).max()) + 1, n_classes=n_classes)
+    weights = class_weights(tr_['y'], n_classes)
     run_dir = Path(cfg.out_dir or data_dir()/'runs')/run_tag(cfg)/f'seed{seed}'
     common = dict(device=cfg.device, precision=seed_precision(cfg.amp), seed=seed, progress=progress)
     supervised = cfg.method in ('sl', 'hybrid')
@@ -219,7 +253,7 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
     prep = model_input(cfg)
     classify = lambda m, xb: m.classify(m.embed(prep(xb.to(next(m.parameters()).device))))
     val = None if va is None else (va['x'], va['y'])
-    trainer = Trainer(model, None, opt, sched, _evaluator(te['x'], te['y'], classify, cfg.bs, val) if supervised else None,
+    trainer = Trainer(model, None, opt, sched, _evaluator(te['x'], te['y'], classify, cfg.bs, val, score_fn) if supervised else None,
                       monitor=sel if supervised else None, out_dir=run_dir/'stage1',
                       channels_last=cfg.channels_last, desc=f'{cfg.method} {cfg.backbone}', **common)
     trainer.step = make_step(cfg, weights, trainer.generator)
@@ -233,10 +267,10 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
                       precision=seed_precision(cfg.amp), channels_last=cfg.channels_last)
            for s, x_ in split_x.items()}
     if not supervised:
-        clf = LinearClassifier(model.embed_dim, len(CLASS_NAMES))
+        clf = LinearClassifier(model.embed_dim, n_classes)
         lin = Trainer(clf, None, torch.optim.Adam(clf.parameters(), lr=cfg.lr2, weight_decay=cfg.wd), None,
                       _evaluator(emb['test'], te['y'], lambda m, eb: m(eb.to(next(m.parameters()).device)), cfg.bs,
-                                 None if va is None else (emb['val'], va['y'])),
+                                 None if va is None else (emb['val'], va['y']), score_fn),
                       monitor=sel, out_dir=run_dir/'linear', desc='linear eval', **common)
         w = None if cfg.noweights else weights.to(lin.device)
         lin.step = lambda m, b: {'loss': F.cross_entropy(m(b[0]).float(), b[1], weight=w)}
@@ -247,7 +281,7 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
     best, last = scored.loc[scored[sel].idxmax()], scored.iloc[-1]  # the first best epoch, as the Trainer's best.pt
     return dict(seed=seed, sp=best.test_sp, se=best.test_se, score=best.test_score, best_epoch=int(best.epoch),
                 select=cfg.select, val_score=best.val_score if va is not None else float('nan'),
-                last_sp=last.test_sp, last_se=last.test_se, last_score=last.test_score, history=hist,
+                acc=best.get('test_acc', float('nan')), last_sp=last.test_sp, last_se=last.test_se, last_score=last.test_score, last_acc=last.get('test_acc', float('nan')), history=hist,
                 y_true=te['y'], y_pred=y_pred, embeddings=emb['test'], run_dir=run_dir,
                 params_m=sum(p.numel() for p in model.backbone.parameters()) / 1e6)
 
@@ -256,6 +290,7 @@ def run_tag(cfg:RespiratoryConfig) -> str:
     init = 'scratch' if cfg.scratch else 'audioset'
     meta = f'_{cfg.metalabel}{cfg.lam:g}' if cfg.method == 'mscl' else ''
     ds = cfg.dataset.lower() + (f'-{cfg.mode}' if cfg.dataset.upper() == 'SPRS' else '')
+    if cfg.dataset.lower() in OWN_DATA: ds += f'-{Path(cfg.data_root).stem}-fold{cfg.fold}' + ('' if cfg.f_max == 2000. else f'-fmax{cfg.f_max:g}')
     extra = (('' if cfg.select == 'test' else f'_selval{cfg.val_frac:g}') + ('' if cfg.views_in_one_pass else '_2pass')
              + ('' if cfg.per_clip else '_batchscale'))
     return f'{ds}_{cfg.backbone}_{cfg.method}{meta}_{init}_{"real" if cfg.data_root else "synth"}{extra}'
@@ -277,7 +312,8 @@ def summarize(cfg:RespiratoryConfig, runs:list) -> dict:
             'select': 'test (seed 000)' if cfg.select == 'test' else f'val ({cfg.val_frac:.0%} of train patients)',
             'last Score': fmt_mean_std([r['last_score'] for r in runs]),
             'corpus': 'synthetic' if not cfg.data_root else str(cfg.data_root), 'epochs': cfg.epochs,
-            'score_mean': float(np.mean([r['score'] for r in runs]))}
+            'score_mean': float(np.mean([r['score'] for r in runs]))} | (
+           {'Acc': fmt_mean_std([r['acc'] for r in runs]), 'last Acc': fmt_mean_std([r['last_acc'] for r in runs]), 'fold': cfg.fold} if cfg.dataset.lower() in OWN_DATA else {})
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c019
 def run_respiratory(cfg:RespiratoryConfig, data:dict|None=None, progress:bool=True) -> tuple[dict, list]:

@@ -25,9 +25,9 @@ from ..metrics import balanced_accuracy, per_class_accuracy
 from ..train import Trainer, predict, load_checkpoint, save_checkpoint, update_table, seed_precision
 
 # %% auto #0
-__all__ = ['STAGES', 'PRESETS', 'SEDConfig', 'sed_config', 'stage_overrides', 'milestones', 'corpus_root', 'load_clips',
-           'PatchSet', 'clip_average', 'SimCLRNet', 'init_name', 'stage_dir', 'build_encoder', 'make_views',
-           'pretrain_step', 'pretrain', 'lineval', 'finetune_step', 'finetune', 'table_row', 'run_sed']
+__all__ = ['STAGES', 'PRESETS', 'SEDConfig', 'sed_config', 'stage_overrides', 'milestones', 'corpus_root', 'own_splits',
+           'load_clips', 'PatchSet', 'clip_average', 'SimCLRNet', 'init_name', 'stage_dir', 'build_encoder',
+           'make_views', 'pretrain_step', 'pretrain', 'lineval', 'finetune_step', 'finetune', 'table_row', 'run_sed']
 
 # %% ../../nbs/42_recipes.sed.ipynb #c006
 STAGES = ('pretrain', 'lineval', 'finetune')
@@ -35,6 +35,7 @@ STAGES = ('pretrain', 'lineval', 'finetune')
 @dataclass
 class SEDConfig:
     data_root:str='' # FSDnoisy18k root; '' = the synthetic corpus in its layout (written on first use)
+    dataset:str='' # '': FSDnoisy18k's layout; 'folder' / 'csv': your own recordings at data_root (labels optional)
     arch:str='resnet18' # 'vgglike', 'crnn' or 'resnet18' (the seed's yaml: res18)
     train_on_clean:bool=False # downstream: train on 85 % of the clean set instead of the noisy set
     val_fraction:float=0.15 # clean-set share held out for validation when train_on_clean
@@ -97,19 +98,33 @@ def _read_split(records, frontend, cache, progress, bad='raise') -> dict:
     return dict(x=[ds[i]['x'] for i in range(len(ds))], y=torch.as_tensor(ds.labels()), ids=[r.id for r in ds.records])
 
 # %% ../../nbs/42_recipes.sed.ipynb #c011
+def own_splits(cfg:SEDConfig, root:Path, bad) -> dict:
+    "Own data: 'train' = every training clip, labelled or not (pre-training); val/test = labelled clips (the CSV's split, or folds)."
+    from soundlab.data.folder import prepare_folder, assign_folds
+    sp = prepare_folder(root, 1, dataset=cfg.dataset, labels=False, on_bad_file=bad)
+    lab = [r for r in sp['train'] if r.labels >= 0]
+    if 'val' not in sp:  # hold out a stratified share of the labelled training clips
+        f = assign_folds(lab, max(2, round(1 / cfg.val_fraction)), cfg.seed); sp['val'] = [r for r in f if r.fold == 1]
+        held = {r.id for r in sp['val']}; sp['train'] = [r for r in sp['train'] if r.id not in held]
+    keep = lambda rs: [r for r in rs if r.labels >= 0]
+    return dict(pretrain=sp['train'], train=keep(sp['train']), val=keep(sp['val']), test=keep(sp['test']), classes=sp['classes'])
+
 def load_clips(cfg:SEDConfig, progress:bool=True) -> dict:
     "{'pretrain', 'train', 'val', 'test'}: dict(x=[(frames, mel)], y, ids) each, 'norm': (mean, std) of 'pretrain', 'bad': the `BadFiles`."
     with dist.main_first(): root = corpus_root(cfg)  # one writer for the synthetic corpus
     fe, bad = SEDLogmel(), BadFiles(cfg.on_bad_file)
-    noisy = prepare_fsdnoisy18k(root, on_bad_file=bad)
-    splits = prepare_fsdnoisy18k(root, train_on_clean=True, val_fraction=cfg.val_fraction, on_bad_file=bad) if cfg.train_on_clean else noisy
+    if cfg.dataset in ('folder', 'csv'): noisy = splits = own_splits(cfg, root, bad)
+    else:
+        noisy = prepare_fsdnoisy18k(root, on_bad_file=bad)
+        splits = prepare_fsdnoisy18k(root, train_on_clean=True, val_fraction=cfg.val_fraction, on_bad_file=bad) if cfg.train_on_clean else noisy
     with FeatureCache(data_dir()/'cache'/'fsdnoisy18k') as cache:
         out = {s: _read_split(splits[s], fe, cache, progress, bad) for s in ('train', 'val', 'test')}
-        out['pretrain'] = out['train'] if not cfg.train_on_clean else _read_split(noisy['train'], fe, cache, progress, bad)
+        if 'pretrain' in noisy: out['pretrain'] = _read_split(noisy['pretrain'], fe, cache, progress, bad)  # own data: unlabelled too
+        else: out['pretrain'] = out['train'] if not cfg.train_on_clean else _read_split(noisy['train'], fe, cache, progress, bad)
     if empty := [s for s in ('pretrain', 'train', 'val', 'test') if not out[s]['x']]:
         raise DatasetError(root, f"empty split(s) {empty} (train_on_clean={cfg.train_on_clean}, val_fraction={cfg.val_fraction}): too few clips")
     allx = torch.cat(out['pretrain']['x']).double()
-    return out | dict(norm=(allx.mean().item(), allx.std().item()), root=root, bad=bad)
+    return out | dict(norm=(allx.mean().item(), allx.std().item()), root=root, bad=bad) | ({'classes': noisy['classes']} if 'classes' in noisy else {})
 
 # %% ../../nbs/42_recipes.sed.ipynb #c016
 class PatchSet(Dataset):
@@ -161,7 +176,7 @@ def stage_dir(cfg:SEDConfig, stage:str) -> Path:
 # %% ../../nbs/42_recipes.sed.ipynb #c022
 def build_encoder(cfg:SEDConfig, data:dict) -> tuple:
     "(encoder with a fresh len(CLASSES)-way head, (mean, std) of its inputs), initialised as `cfg.encoder_path` says."
-    seed_everything(cfg.seed); init, n = init_name(cfg), len(CLASSES)
+    seed_everything(cfg.seed); init, n = init_name(cfg), len(data.get('classes', CLASSES))
     if init == 'random': return create_sed_model(cfg.arch, n), data['norm']
     if init == 'published':
         path = published_checkpoint(cfg.arch)
@@ -207,7 +222,7 @@ def _common(cfg, progress): return dict(device=cfg.device, precision=seed_precis
 def pretrain(cfg:SEDConfig, data:dict, progress:bool=True) -> dict:
     "Contrastive pre-training of `cfg.arch`; writes `encoder.pt` (state dict + input mean/std) in its stage folder."
     seed_everything(cfg.seed)
-    enc = create_sed_model(cfg.arch, len(CLASSES))
+    enc = create_sed_model(cfg.arch, len(data.get('classes', CLASSES)))
     net = SimCLRNet(enc, ProjectionHead(enc.embed_dim, cfg.proj_dim, cfg.proj_hidden, bn=True))
     opt = _sgd(net.parameters(), cfg.lr, cfg)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones(cfg.epochs, cfg.lr_steps), 0.1)
@@ -233,7 +248,7 @@ def _result(stage, cfg, hist, y, probs, emb, out) -> dict:
     best = hist.loc[hist.val_bacc.idxmax()]
     return dict(stage=stage, init=init_name(cfg), arch=cfg.arch, history=hist, run_dir=out, val_bacc=float(best.val_bacc),
                 best_epoch=int(best.epoch), test_bacc=_bacc(y, probs), y_true=y, y_pred=probs.argmax(1), probs=probs,
-                per_class=100 * per_class_accuracy(y, probs.argmax(1), len(CLASSES)), embeddings=emb)
+                per_class=100 * per_class_accuracy(y, probs.argmax(1), probs.shape[1]), embeddings=emb)
 
 # %% ../../nbs/42_recipes.sed.ipynb #c029
 def lineval(cfg:SEDConfig, data:dict, progress:bool=True) -> dict:
@@ -244,7 +259,7 @@ def lineval(cfg:SEDConfig, data:dict, progress:bool=True) -> dict:
     emb = {s: predict(enc, DataLoader(p, cfg.eval_bs), _norm_fn(norm), device=dev, precision=seed_precision(cfg.amp)) for s, p in sets.items()}
     mu, sd = (emb['train'].mean(0), emb['train'].std(0) + 1e-5) if cfg.standardize else (0., 1.)
     feats = {s: (e - mu) / sd for s, e in emb.items()}
-    clf = nn.Linear(enc.embed_dim, len(CLASSES))
+    clf = nn.Linear(enc.embed_dim, len(data.get('classes', CLASSES)))
     score = lambda m, s: clip_average(m(feats[s].to(dev)).float().cpu(), sets[s].clip, len(data[s]['x']))
     opt = _sgd(clf.parameters(), cfg.lineval_lr, cfg); out = stage_dir(cfg, 'lineval')
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones(cfg.lineval_epochs, cfg.downstream_lr_steps), 0.1)
