@@ -19,7 +19,8 @@ RUNS = [('run_icbhi', dict(method='mscl', preset='demo'), 'mscl'),
         ('run_esc50', dict(preset='demo'), 'demo'),
         ('run_fewshot', dict(preset='demo'), 'demo'),
         ('run_speechcommands', dict(preset='demo'), 'demo'),
-        ('run_vocalsound', dict(preset='demo'), 'demo')]
+        ('run_vocalsound', dict(preset='demo'), 'demo'),
+        ('run_cross', dict(preset='demo'), 'demo')]
 
 def figure_jobs(fig_dir=REPO / 'figures', state_dir=REPO / '_proc' / 'figures', only=None, preset='demo') -> list:
     "`soundlab.sweep.run_job` jobs, one per result notebook; outputs into `fig_dir`, logs under `state_dir`/runs/."

@@ -18,18 +18,22 @@ from ..data.folder import prepare_folder
 from ..data.icbhi import ICBHI, prepare_icbhi
 from ..data.sprsound import SPRSound, prepare_sprsound
 from .. import dist
-from ..models.panns import create_backbone, RespiratoryNet, LinearClassifier
+from ..models.panns import create_backbone, RespiratoryNet, LinearClassifier, ProjectionHead
+from ..models.registry import create_model, model_family, InputSpec
+from ..patchmix import patch_mix, patchmix_con_loss
 from ..losses import SupConLoss, class_weights
 from ..metrics import icbhi_scores
 from ..train import Trainer, predict, load_checkpoint, update_table, seed_precision
 
 # %% auto #0
-__all__ = ['METHODS', 'CLASS_NAMES', 'OWN_DATA', 'PRESETS', 'METHOD_NAMES', 'RespiratoryConfig', 'respiratory_config',
-           'corpus_root', 'RespiratoryMelDB', 'batch_scale', 'model_input', 'load_cycles', 'build_model', 'make_step',
-           'own_scores', 'val_split', 'run_once', 'run_tag', 'fmt_mean_std', 'summarize', 'run_respiratory']
+__all__ = ['METHODS', 'PATCH_FAMILIES', 'CLASS_NAMES', 'OWN_DATA', 'PRESETS', 'METHOD_NAMES', 'RespiratoryConfig',
+           'respiratory_config', 'corpus_root', 'RespiratoryMelDB', 'batch_scale', 'model_input', 'backbone_kw',
+           'input_spec', 'frontend_of', 'load_cycles', 'build_model', 'make_step', 'own_scores', 'val_split',
+           'run_once', 'run_tag', 'fmt_mean_std', 'summarize', 'run_respiratory']
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c006
-METHODS = ('sl', 'scl', 'hybrid', 'mscl')
+METHODS = ('sl', 'scl', 'hybrid', 'mscl', 'patchmix')
+PATCH_FAMILIES = ('ast',) # registry families whose models have `patch_tokens` / `embed_tokens` (Patch-Mix)
 CLASS_NAMES = ('normal', 'crackle', 'wheeze', 'both')
 OWN_DATA = ('folder', 'csv') # `dataset` values that read soundlab.data.folder's layout
 
@@ -40,16 +44,18 @@ class RespiratoryConfig:
     data_root:str='' # dataset root; '' = the embedded synthetic corpus (written on first use)
     fold:int=1; n_folds:int=5 # dataset='folder': the test fold (of the CSV's fold column, or of seeded stratified folds)
     f_max:float=2000. # top of the log-mel (seed 000: 2 kHz, lung sounds; own data: the 'own' preset's 8 kHz)
-    method:str='mscl' # 'sl' (cross-entropy), 'scl', 'hybrid', 'mscl'
-    backbone:str='cnn6' # 'cnn6', 'cnn10', 'cnn14'
-    scratch:bool=True # False: initialise from the PANNs AudioSet checkpoint in weights_path
-    weights_path:str='' # e.g. data/pretrained/Cnn6_mAP=0.343.pth
+    method:str='mscl' # 'sl' (cross-entropy), 'scl', 'hybrid', 'mscl', 'patchmix' (Patch-Mix CL; patch-based backbones)
+    backbone:str='cnn6' # any `soundlab.models.list_models()` name: cnn6/10/14, ast_*, effnet_b0..7, resnet18, vgglike, crnn, fewshot_*
+    backbone_kw:dict=field(default_factory=dict) # further `create_model` arguments, e.g. dict(fstride=16, tstride=16)
+    scratch:bool=True # False: initialise from weights_path, read by the backbone family's loader
+    weights_path:str='' # e.g. data/pretrained/Cnn6_mAP=0.343.pth (PANNs), an ImageNet DeiT or AudioSet AST file (ast_*)
     metalabel:str='sa' # M-SCL metadata task: 's' sex, 'a' age, 'sa' both, 'c' class; own data: also any metadata column
     lam:float=0.75 # M-SCL weight of the class head (1 - lam for the metadata head)
     bs:int=128; epochs:int=400; epochs2:int=50 # epochs2: linear evaluation epochs (scl, mscl)
     lr:float=1e-4; lr2:float=1e-1; wd:float=1e-4
     t_max:int=40; eta_min:float=1e-6 # the seed's cosine schedule (T_max fixed at 40 epochs)
     tau:float=0.06; alpha:float=0.5 # SupCon temperature; Hybrid trade-off
+    mix_beta:float=1.; pm_alpha:float=1. # Patch-Mix: Beta(mix_beta, mix_beta) mixing ratio; weight of its contrastive term
     freqmask:int=20; timemask:int=40; freqstripes:int=2; timestripes:int=2
     samplerate:int=16000; duration:float=8.; pad:str='circular'
     noweights:bool=False # plain CE instead of inverse-frequency class weights
@@ -88,7 +94,13 @@ def respiratory_config(preset:str='demo', **overrides) -> RespiratoryConfig:
     if cfg.dataset.lower() in OWN_DATA and not cfg.data_root: raise ValueError(f'dataset={cfg.dataset!r} needs data_root: a CSV or class folders')
     if cfg.select not in ('test', 'val'): raise ValueError(f"select must be 'test' (seed 000) or 'val', not {cfg.select!r}")
     if not cfg.scratch and not cfg.weights_path:
-        raise ValueError('scratch=False needs weights_path: the PANNs AudioSet checkpoint (e.g. Cnn6_mAP=0.343.pth, zenodo record 3987831)')
+        raise ValueError('scratch=False needs weights_path: a weights file of the backbone (PANNs: the AudioSet checkpoint, e.g. '
+                         'Cnn6_mAP=0.343.pth, zenodo record 3987831; AST: an ImageNet DeiT or AudioSet AST file)')
+    fam = model_family(cfg.backbone)  # a clear error for an unknown backbone
+    if cfg.method == 'patchmix' and fam not in PATCH_FAMILIES:
+        raise ValueError(f"method 'patchmix' mixes patch tokens: it needs a patch-based backbone (ast_*), not {cfg.backbone!r}")
+    if not cfg.per_clip and fam != 'panns':
+        raise ValueError(f"per_clip=False is seed 000's batch scaling of its log-mel (PANNs backbones), not for {cfg.backbone!r}")
     return cfg
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c009
@@ -147,11 +159,31 @@ def model_input(cfg:RespiratoryConfig):
     return (lambda x: x) if cfg.per_clip else batch_scale
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c010
+def backbone_kw(cfg:RespiratoryConfig) -> dict:
+    "`create_model` arguments of `cfg.backbone`: sample rate, AST's input frames (`duration` of 10-ms fbank frames), then `backbone_kw`."
+    kw, fam = {'sample_rate': cfg.samplerate}, model_family(cfg.backbone)
+    if fam == 'panns': kw['dropout'] = cfg.dropout
+    if fam == 'ast':  # Kaldi fbank, 25-ms frames every 10 ms (snip_edges): the fixed input length AST needs
+        sr = cfg.samplerate; kw['input_tdim'] = 1 + (int(cfg.duration * sr) - int(sr * 0.025)) // int(sr * 0.01)
+    return kw | dict(cfg.backbone_kw)
+
+_SPECS = {}
+def input_spec(cfg:RespiratoryConfig) -> InputSpec:
+    "The registry's input spec of `cfg.backbone` (front end, shape, layout); built once per backbone and arguments."
+    kw = backbone_kw(cfg); key = (cfg.backbone, repr(sorted(kw.items())))
+    if key not in _SPECS: _SPECS[key] = create_model(cfg.backbone, **kw).input_spec
+    return _SPECS[key]
+
+def frontend_of(cfg:RespiratoryConfig):
+    "The front end `cfg.backbone` needs: seed 000's log-mel for PANNs (dB with `per_clip=False`), else the registry's (e.g. Kaldi fbank for AST / EfficientNet)."
+    if model_family(cfg.backbone) == 'panns': return (RespiratoryMel if cfg.per_clip else RespiratoryMelDB)(sample_rate=cfg.samplerate, f_max=cfg.f_max)
+    return input_spec(cfg).frontend_module(cfg.samplerate)
+
 def load_cycles(cfg:RespiratoryConfig, progress:bool=True) -> dict:
-    "{'train': {...}, 'test': {...}}: x (N,1,mels,frames) (dB if `per_clip=False`), y (N,), meta (N,), records; 'bad': the `BadFiles`; 'classes': the class names."
+    "{'train': {...}, 'test': {...}}: x (N, ...) as the backbone's front end gives it (PANNs: (N,1,mels,frames), dB if `per_clip=False`), y (N,), meta (N,), records; 'bad': the `BadFiles`; 'classes': the class names."
     with dist.main_first(): root = corpus_root(cfg)  # one writer for the synthetic corpus
     bad = BadFiles(cfg.on_bad_file); recs = _records(cfg, root, bad)
-    frontend = (RespiratoryMel if cfg.per_clip else RespiratoryMelDB)(sample_rate=cfg.samplerate, f_max=cfg.f_max)
+    frontend = frontend_of(cfg)  # its config() is part of every cache key: features of two front ends never mix
     out, vocab = {'bad': bad, 'classes': list(recs.get('classes', CLASS_NAMES))}, _meta_vocab(cfg, recs)
     with FeatureCache(data_dir()/'cache'/f'{cfg.dataset.lower()}_{root.name}') as cache:
         for split in ('train', 'test'):
@@ -165,14 +197,19 @@ def load_cycles(cfg:RespiratoryConfig, progress:bool=True) -> dict:
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c012
 def build_model(cfg:RespiratoryConfig, n_meta:int, n_classes:int=len(CLASS_NAMES)) -> RespiratoryNet:
-    "Backbone (scratch or AudioSet weights) + projection heads + linear classifier."
-    backbone = create_backbone(cfg.backbone, weights_path=None if cfg.scratch else cfg.weights_path, dropout=cfg.dropout)
-    return RespiratoryNet(backbone, n_classes=n_classes, n_meta=n_meta if cfg.method == 'mscl' else None)
+    "Registry backbone (scratch, or `weights_path` through its family's loader) + projection heads + linear classifier."
+    backbone = create_model(cfg.backbone, weights=None if cfg.scratch else cfg.weights_path, **backbone_kw(cfg))
+    model = RespiratoryNet(backbone, n_classes=n_classes, n_meta=n_meta if cfg.method == 'mscl' else None)
+    if cfg.method == 'patchmix': model.projector = ProjectionHead(model.embed_dim, model.embed_dim)  # back to the embedding width
+    return model
 
 def make_step(cfg:RespiratoryConfig, weights:torch.Tensor, generator:torch.Generator,
               augment=None, # augment(x) -> one view; None: SpecAugment drawing from `generator`
              ):
     "The training step of `cfg.method`: step(model, (x, y, meta)) -> {'loss', ...}."
+    if augment is None and model_family(cfg.backbone) != 'panns':  # other front ends: masks filled with each example's mean
+        aug = SpecAugment(cfg.freqmask, cfg.timemask, cfg.freqstripes, cfg.timestripes, 'mean', layout=input_spec(cfg).layout)
+        augment = lambda x: aug(x, generator=generator)
     if augment is None:
         fm = RespiratoryMel(sample_rate=cfg.samplerate)
         aug = SpecAugment(cfg.freqmask, cfg.timemask, cfg.freqstripes, cfg.timestripes, mask_value=-fm.mean / fm.std)
@@ -183,9 +220,17 @@ def make_step(cfg:RespiratoryConfig, weights:torch.Tensor, generator:torch.Gener
     def embed_views(m, x):
         v1, v2 = augment(x), augment(x)
         return m.embed(torch.cat([v1, v2])).chunk(2) if cfg.views_in_one_pass else (m.embed(v1), m.embed(v2))
+    def patchmix_step(m, x, y):  # Patch-Mix CL: CE on the clean view + its contrastive loss on a patch-mixed copy
+        bb = m.backbone
+        tok = bb.patch_tokens(x); h = bb.embed_tokens(tok)
+        l_ce = ce(m.classify(h), y)
+        mixed, lam, index, _ = patch_mix(tok, cfg.mix_beta, generator)
+        l_pm = patchmix_con_loss(m.project(bb.embed_tokens(mixed)), h.detach(), index, lam, cfg.tau)  # 'grad_block' targets
+        return {'loss': l_ce + cfg.pm_alpha * l_pm, 'ce': l_ce, 'patchmix': l_pm}
     def step(m, b):
         x, y, meta = b; x = prep(x)
         if cfg.method == 'sl': return {'loss': ce(m.classify(m.embed(augment(x))), y)}
+        if cfg.method == 'patchmix': return patchmix_step(m, augment(x), y)
         e1, e2 = embed_views(m, x)
         if cfg.method == 'scl': return {'loss': contrast(m, m.project, e1, e2, y)}
         if cfg.method == 'hybrid':
@@ -247,7 +292,7 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
     weights = class_weights(tr_['y'], n_classes)
     run_dir = Path(cfg.out_dir or data_dir()/'runs')/run_tag(cfg)/f'seed{seed}'
     common = dict(device=cfg.device, precision=seed_precision(cfg.amp), seed=seed, progress=progress)
-    supervised = cfg.method in ('sl', 'hybrid')
+    supervised = cfg.method in ('sl', 'hybrid', 'patchmix')
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.wd)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.t_max, eta_min=cfg.eta_min)
     prep = model_input(cfg)
@@ -293,7 +338,8 @@ def run_tag(cfg:RespiratoryConfig) -> str:
     if cfg.dataset.lower() in OWN_DATA: ds += f'-{Path(cfg.data_root).stem}-fold{cfg.fold}' + ('' if cfg.f_max == 2000. else f'-fmax{cfg.f_max:g}')
     extra = (('' if cfg.select == 'test' else f'_selval{cfg.val_frac:g}') + ('' if cfg.views_in_one_pass else '_2pass')
              + ('' if cfg.per_clip else '_batchscale'))
-    return f'{ds}_{cfg.backbone}_{cfg.method}{meta}_{init}_{"real" if cfg.data_root else "synth"}{extra}'
+    bkw = ''.join(f'_{k}{v}' for k, v in sorted(cfg.backbone_kw.items()))
+    return f'{ds}_{cfg.backbone}{bkw}_{cfg.method}{meta}_{init}_{"real" if cfg.data_root else "synth"}{extra}'
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c017
 def fmt_mean_std(values) -> str:
@@ -301,7 +347,7 @@ def fmt_mean_std(values) -> str:
     v = np.asarray(values, dtype=float)
     return f'{v.mean():.2f}({v.std(ddof=1) if len(v) > 1 else 0.:.2f})'
 
-METHOD_NAMES = {'sl': 'CE', 'scl': 'SCL', 'hybrid': 'Hybrid', 'mscl': 'M-SCL'}
+METHOD_NAMES = {'sl': 'CE', 'scl': 'SCL', 'hybrid': 'Hybrid', 'mscl': 'M-SCL', 'patchmix': 'Patch-Mix CL'}
 
 def summarize(cfg:RespiratoryConfig, runs:list) -> dict:
     "One table row for a configuration's runs."
