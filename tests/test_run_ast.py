@@ -64,3 +64,12 @@ def test_esc50_recipe_skips_bad_files(tmp_path, shared_data, monkeypatch):
     assert {Path(p).name for p in skipped.path} == {wavs[0].name, wavs[1].name}, skipped
     assert 0 <= res['mean_acc'] <= 100 and len(res['runs'][1]['history']) == 1
     assert len(pd.read_csv(res['bad'].write(tmp_path / 'ast_esc50_skipped.csv'))) == 2
+
+def test_run_vocalsound_mscl_smoke(tmp_path, shared_data):
+    "-p method mscl -p metalabel gender: M-SCL on the speakers' gender through the AST recipe, one contrastive epoch + linear eval."
+    res = run_notebook('run_vocalsound.ipynb', tmp_path, shared_data, preset='smoke', method='mscl', metalabel='gender', out_dir=str(tmp_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    table = pd.read_csv(tmp_path / 'ast_vocalsound_results.csv')
+    assert table['method'][0] == 'M-SCL (gender)' and table['tag'][0].endswith('_mscl-gender')
+    assert table['test acc (%)'].between(0, 100).all() and {'f (%)', 'm (%)'} <= set(table.columns)
+    assert (tmp_path / 'ast_vocalsound_curves.png').stat().st_size > 1000
