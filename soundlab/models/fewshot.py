@@ -172,13 +172,15 @@ def _fit_dim(cfg:dict, key:str, want:int, what:str) -> dict:
     return cfg | {key: want}
 
 def create_fewshot_model(exp:dict, mcfg:dict, # the two seed configs (loaded unchanged)
-                         sample_rate:int=16000, n_mels:int=64) -> FewShotNet:
+                         sample_rate:int=16000, n_mels:int=64,
+                         encoder:nn.Module|None=None, # any encoder with `out_dim` instead of the config's (recipes.fewshot: registered ones)
+                        ) -> FewShotNet:
     "The FewShotNet an experiment_config + model_config pair describes."
-    enc = create_encoder(exp['encoder_name'], mcfg)
+    enc = create_encoder(exp['encoder_name'], mcfg) if encoder is None else encoder
     aug_num = int(exp['waveaug_params'].get('aug_num', 3))
     n_views = 1 + aug_num if (_augmenting(exp) or exp['use_attention']) else 1
     views = (SpecViews(exp['specaug_params'], aug_num) if exp['input_type'] == 'spec' else WaveViews(exp['waveaug_params'], sample_rate)) if _augmenting(exp) else None
-    att = ViewAttention(**mcfg['Attention']) if exp['use_attention'] else None
+    att = ViewAttention(**_fit_dim(mcfg['Attention'], 'embed_dim', enc.out_dim, 'Attention')) if exp['use_attention'] else None
     dim = enc.out_dim * (n_views if att is not None else 1)
     p = _fit_dim(mcfg['Projection'], 'input_dim', dim, 'Projection')
     proj = ProjectionHead(p['input_dim'], p['output_dim'], p['hidden_dim']) if exp['use_contrastive'] else None

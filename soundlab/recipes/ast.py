@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from ..core import SoundlabError, DatasetError, data_dir, get_device, seed_everything, config_digest
 from .. import dist
@@ -25,6 +24,7 @@ from ..metrics import accuracy, mean_auc, confusion_df
 from ..train import Trainer, predict, load_checkpoint
 from ..augment import SpecAugment
 from ..models.panns import RespiratoryNet
+from ..models.registry import create_model
 from .respiratory import RespiratoryConfig, make_step as contrastive_step, linear_eval
 
 # %% auto #0
@@ -242,11 +242,6 @@ def vocalsound_meta(records, kind:str='gender') -> np.ndarray:
     a = np.array([_BANDS.index(r.custom.get('age_band')) if r.custom.get('age_band') in _BANDS else 3 for r in records], dtype=int)
     return {'gender': g, 'age': a, 'gender_age': 4 * g + a}[kind]
 
-class _Embedder(nn.Module):
-    "An `ASTModel` as an embedding backbone (seed 000's contract): (B, frames, bins) -> (B, embed_dim) pooled tokens."
-    def __init__(self, net): super().__init__(); net.mlp_head = nn.Identity(); self.net, self.embed_dim = net, net.embed_dim
-    def forward(self, x): return self.net.forward_head(self.net.forward_features(x), pre_logits=True)
-
 class _WithMeta(Dataset):
     "(fbank, class index, metadata label) items of a TaggingDataset: the respiratory step's (x, y, meta) batches."
     def __init__(self, ds, meta): self.ds, self.meta = ds, torch.as_tensor(meta)
@@ -263,7 +258,9 @@ def train_mscl(cfg:ASTConfig, train:list, evals:dict, n_classes:int, norm:tuple,
         cache.refresh()
         for d in ev.values(): d.precompute(progress=progress and dist.is_main())
     meta = {k: vocalsound_meta(d.records, cfg.metalabel) for k, d in ev.items()}
-    model = RespiratoryNet(_Embedder(build_model(cfg, n_classes)), n_classes, n_meta=int(max(m.max() for m in meta.values())) + 1)
+    enc = create_model(f'ast_{cfg.model_size}', fstride=cfg.fstride, tstride=cfg.tstride, input_fdim=cfg.num_mel_bins,  # no head:
+                       input_tdim=cfg.target_length, imagenet_pretrain=cfg.imagenet_pretrain, audioset_pretrain=cfg.audioset_pretrain)
+    model = RespiratoryNet(enc, n_classes, n_meta=int(max(m.max() for m in meta.values())) + 1)  # forward = embed
     opt, sched = make_optimizer(cfg, model); out = run_dir(cfg, name)
     common = dict(device=cfg.device, amp=cfg.amp, seed=cfg.seed, progress=progress)
     trainer = Trainer(model, None, opt, sched, out_dir=out/'stage1', desc=f'{cfg.task} {name} M-SCL', **common)
