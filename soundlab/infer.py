@@ -18,10 +18,11 @@ from .features import KaldiFbank
 from .data.tagging import read_label_csv, AUDIOSET_MEAN, AUDIOSET_STD
 from .models.ast import ASTModel, AST_SIZES, checkpoint_filter_fn, ast_grid
 from .models.psla import EffNetAttention, psla_from_checkpoint
+from .models.panns import _PannsCNN, create_panns, load_panns_checkpoint
 
 # %% auto #0
-__all__ = ['PSLA_NORM', 'PSLA_FRAMES', 'stream_windows', 'model_frames', 'WindowInput', 'tag', 'load_tagger', 'tagger_defaults',
-           'parse_args', 'main']
+__all__ = ['PSLA_NORM', 'PSLA_FRAMES', 'PANNS_FRONTENDS', 'stream_windows', 'model_frames', 'WindowInput', 'tag', 'panns_arch',
+           'load_tagger', 'tagger_defaults', 'parse_args', 'main']
 
 # %% ../nbs/50_infer.ipynb #c006
 def stream_windows(path, # any file soundfile reads (wav, flac, ogg, mp3, ...)
@@ -130,11 +131,29 @@ def _load_ast(path, sd, fstride, tstride, input_fdim, input_tdim) -> ASTModel:
     if (m.f_dim, m.t_dim) != (f, n // f): raise SoundlabError(path, f'input_tdim={tdim} gives a {m.f_dim}x{m.t_dim} grid, the checkpoint has {n} patches')
     m.load_state_dict(checkpoint_filter_fn(sd, m, src_grid=(f, n // f))); return m.eval()
 
-def load_tagger(checkpoint, # .pth/.pt: an AST (AudioSet layout, fine-tuned, soundlab) or PSLA (released, soundlab) checkpoint
+PANNS_FRONTENDS = {1024: (32000, 320, 14000.), 512: (16000, 160, 8000.)}  # STFT size: (rate, hop, fmax) of the released models
+
+def panns_arch(sd:dict) -> str|None:
+    "'cnn6', 'cnn10' or 'cnn14' from a PANNs AudioSet state dict's keys (and first kernel size); None if it is not one."
+    if not {'fc_audioset.weight', 'conv_block1.conv1.weight'} <= set(sd): return None
+    if 'conv_block6.conv1.weight' in sd: return 'cnn14'
+    return 'cnn6' if sd['conv_block1.conv1.weight'].shape[-1] == 5 else 'cnn10'
+
+def _load_panns(path, sd) -> _PannsCNN:
+    stft = sd.get('spectrogram_extractor.stft.conv_real.weight')
+    n_fft = 1024 if stft is None else stft.shape[-1]
+    if n_fft not in PANNS_FRONTENDS: raise SoundlabError(path, f'a {n_fft}-point STFT is none of the released PANNs front ends ({list(PANNS_FRONTENDS)})')
+    sr, hop, fmax = PANNS_FRONTENDS[n_fft]
+    m = create_panns(panns_arch(sd), sample_rate=sr, window_size=n_fft, hop_size=hop, mel_bins=sd['bn0.weight'].shape[0], fmax=fmax,
+                     classes_num=sd['fc_audioset.weight'].shape[0])
+    m.sample_rate = sr  # `tagger_defaults` reads it
+    return load_panns_checkpoint(m, path).eval()  # strict: a mismatch names every key
+
+def load_tagger(checkpoint, # .pth/.pt: an AST (AudioSet layout, fine-tuned, soundlab), PSLA (released, soundlab) or PANNs (AudioSet) checkpoint
                 fstride:int=10, tstride:int=10, input_fdim:int=128, # AST strides and bins
                 input_tdim:int|None=None, # AST: default the shortest input giving the checkpoint's grid; PSLA: default 1056
                ) -> nn.Module:
-    "The AST or PSLA model a checkpoint holds, with its weights, in eval mode."
+    "The AST, PSLA or PANNs (Cnn6/10/14) model a checkpoint holds, with its weights, in eval mode."
     path = Path(checkpoint)
     if not path.is_file(): raise SoundlabError(path, 'no such checkpoint')
     sd = load_torch_file(path, 'checkpoint')
@@ -145,26 +164,32 @@ def load_tagger(checkpoint, # .pth/.pt: an AST (AudioSet layout, fine-tuned, sou
     if any(k.startswith('effnet.') for k in sd):
         m, _ = psla_from_checkpoint(path); m.input_tdim = input_tdim or PSLA_FRAMES  # `model_frames` reads it
         return m
-    raise SoundlabError(path, 'neither an AST (v.pos_embed) nor a PSLA (effnet.*) checkpoint; tag other models with soundlab.infer.tag from Python')
+    if panns_arch(sd): return _load_panns(path, sd)
+    raise SoundlabError(path, 'neither an AST (v.pos_embed) nor a PSLA (effnet.*) nor a PANNs (conv_block*, fc_audioset) checkpoint; '
+                              'tag other models with soundlab.infer.tag from Python')
 
 def tagger_defaults(model:nn.Module) -> dict:
-    "{'norm': (mean, std), 'activation'} to tag with `model` (AST or PSLA)."
-    if isinstance(model, EffNetAttention): return dict(norm=PSLA_NORM, activation=None)
-    return dict(norm=(AUDIOSET_MEAN, AUDIOSET_STD), activation='sigmoid')
+    "{'sample_rate', 'input', 'norm': (mean, std), 'activation'}: the arguments of `tag` for `model` (AST, PSLA or PANNs)."
+    if isinstance(model, _PannsCNN):  # waveforms at its rate; the dict output's clipwise_output is already sigmoid
+        return dict(sample_rate=getattr(model, 'sample_rate', 32000), input='waveform', norm=(AUDIOSET_MEAN, AUDIOSET_STD), activation=None)
+    fbank = dict(sample_rate=16000, input='fbank')
+    if isinstance(model, EffNetAttention): return fbank | dict(norm=PSLA_NORM, activation=None)
+    return fbank | dict(norm=(AUDIOSET_MEAN, AUDIOSET_STD), activation='sigmoid')
 
 # %% ../nbs/50_infer.ipynb #c022
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog='soundlab-tag', description='Tag an audio file of any length with an AST or PSLA checkpoint (sliding windows).')
+    p = argparse.ArgumentParser(prog='soundlab-tag', description='Tag an audio file of any length with an AST, PSLA or PANNs checkpoint (sliding windows).')
     p.add_argument('file', help='audio file (wav, flac, ogg, mp3, ...)')
-    p.add_argument('--checkpoint', required=True, help='AST (AudioSet, fine-tuned, soundlab best.pt) or PSLA (released as_mdl_*.pth / fsd_mdl_*.pth, soundlab best.pt) checkpoint')
+    p.add_argument('--checkpoint', required=True, help='AST (AudioSet, fine-tuned, soundlab best.pt), PSLA (released as_mdl_*.pth / fsd_mdl_*.pth, soundlab best.pt) '
+                   'or PANNs (Cnn6/Cnn10/Cnn14_mAP=*.pth) checkpoint')
     p.add_argument('--labels', default=None, help='class_labels_indices.csv (index,mid,display_name)')
     p.add_argument('--fstride', type=int, default=10); p.add_argument('--tstride', type=int, default=10)
-    p.add_argument('--input-tdim', type=int, default=None, help='model input frames (default: AST from the checkpoint, PSLA 1056)')
-    p.add_argument('--window', type=float, default=None, help='window (s); default: the model input length')
+    p.add_argument('--input-tdim', type=int, default=None, help='model input frames (default: AST from the checkpoint, PSLA 1056; not PANNs)')
+    p.add_argument('--window', type=float, default=None, help='window (s); default: the model input length (PANNs: 10 s)')
     p.add_argument('--hop', type=float, default=None, help='hop (s); default: half a window')
     p.add_argument('--norm-mean', type=float, default=None, help='fbank mean (default: the model family\'s)')
     p.add_argument('--norm-std', type=float, default=None, help='fbank std (default: the model family\'s)')
-    p.add_argument('--activation', default=None, choices=['sigmoid', 'softmax', 'none'], help='default: sigmoid for AST, none for PSLA')
+    p.add_argument('--activation', default=None, choices=['sigmoid', 'softmax', 'none'], help='default: sigmoid for AST, none for PSLA and PANNs')
     p.add_argument('--top-k', type=int, default=3); p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--device', default='auto'); p.add_argument('--out', default=None, help='CSV to write (per window + whole file)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
@@ -178,7 +203,7 @@ def main(argv=None) -> int:
         model = load_tagger(a.checkpoint, a.fstride, a.tstride, input_tdim=a.input_tdim); dflt = tagger_defaults(model)
         norm = (dflt['norm'][0] if a.norm_mean is None else a.norm_mean, dflt['norm'][1] if a.norm_std is None else a.norm_std)
         act = dflt['activation'] if a.activation is None else None if a.activation == 'none' else a.activation
-        df = tag(a.file, model, a.labels, a.window, a.hop, norm=norm, activation=act,
+        df = tag(a.file, model, a.labels, a.window, a.hop, dflt['sample_rate'], dflt['input'], norm=norm, activation=act,
                  top_k=a.top_k, batch_size=a.batch_size, device=a.device, progress=not a.quiet)
     except (SoundlabError, ValueError) as e:
         print(f'soundlab-tag: error: {e}', file=sys.stderr); return 2

@@ -75,3 +75,21 @@ def test_hour_long_file_bounded_memory(tmp_path):
           f"60 min: {b['seconds']:.1f} s, RSS {b['max_rss'] / 2**20:.0f} MiB, traced {b['traced_peak'] / 2**20:.1f} MiB")
     assert b['max_rss'] - a['max_rss'] < decoded / 4, (a, b)        # six times the audio, (almost) the same peak memory
     assert b['traced_peak'] < 2 * a['traced_peak'] + 2**20 and b['traced_peak'] < decoded / 10, (a, b)
+
+def test_panns_tagger_cli(tmp_path):
+    "A PANNs Cnn6 checkpoint (random weights, PANNs' {'model': ...} layout) through `load_tagger` + `tag` and soundlab-tag."
+    from soundlab.infer import tagger_defaults
+    from soundlab.models.panns import Cnn6
+    torch.manual_seed(0); ckpt = tmp_path / 'Cnn6_mAP=0.343.pth'
+    torch.save({'iteration': 0, 'model': Cnn6().state_dict()}, ckpt)
+    m = load_tagger(ckpt); d = tagger_defaults(m)
+    assert (m.arch, d['sample_rate'], d['input']) == ('cnn6', 32000, 'waveform')
+    df = tag(MP3, m, LABELS, window=3.5, hop=3.5, progress=False, **d)                 # 2 windows of 3.5 s at 32 kHz
+    assert df.window.tolist() == [0, 1, 'file'] and ((df.attrs['scores'] > 0) & (df.attrs['scores'] < 1)).all()
+    out = tmp_path / 'tags.csv'
+    r = subprocess.run([sys.executable, '-m', 'soundlab.infer', str(MP3), '--checkpoint', str(ckpt), '--labels', str(LABELS),
+                        '--window', '3.5', '--hop', '3.5', '--out', str(out), '--quiet'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    t = pd.read_csv(out); assert t.window.tolist() == ['0', '1', 'file']
+    np.testing.assert_allclose(t.score_1.iloc[-1], df.score_1.iloc[-1], rtol=1e-4)     # the CLI picks the same defaults
+    assert t.label_1.iloc[-1] == df.label_1.iloc[-1] and r.stdout.startswith(f'{MP3}: {t.label_1.iloc[-1]} (')

@@ -84,3 +84,12 @@ def test_esc50_feature_modes_train_alike(tmp_path, shared_data, monkeypatch):
     assert abs(loss['cache'] - loss['stream']) < 1e-6 and abs(loss['cache'] - loss['device']) < 1e-4, loss
     s = {m: r['runs'][1]['scores'][0]['test'] for m, r in res.items()}
     assert torch.allclose(s['cache'], s['stream'], atol=1e-5) and torch.allclose(s['cache'], s['device'], atol=1e-3)
+
+def test_run_vocalsound_mscl_smoke(tmp_path, shared_data):
+    "-p method mscl -p metalabel gender: M-SCL on the speakers' gender through the AST recipe, one contrastive epoch + linear eval."
+    res = run_notebook('run_vocalsound.ipynb', tmp_path, shared_data, preset='smoke', method='mscl', metalabel='gender', out_dir=str(tmp_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    table = pd.read_csv(tmp_path / 'ast_vocalsound_results.csv')
+    assert table['method'][0] == 'M-SCL (gender)' and table['tag'][0].endswith('_mscl-gender')
+    assert table['test acc (%)'].between(0, 100).all() and {'f (%)', 'm (%)'} <= set(table.columns)
+    assert (tmp_path / 'ast_vocalsound_curves.png').stat().st_size > 1000

@@ -33,3 +33,14 @@ def test_run_fewshot_two_processes(tmp_path, shared_data):
     row = pd.read_csv(tmp_path / 'fewshot_results.csv').iloc[0]
     assert (row.dataset, row.scenario, row['test tasks']) == ('ESC-50-master', 'protonet', 4) and 0 <= row['accuracy (%)'] <= 100
     assert pd.read_csv(tmp_path / 'fewshot_skipped.csv').empty
+
+def test_run_fewshot_registered_encoder(tmp_path, shared_data):
+    "-p encoder cnn6 -p weights <PANNs checkpoint>: CPL episodes on PANNs' Cnn6 conv blocks loaded from a PANNs-layout file."
+    import torch
+    from soundlab.models.panns import Cnn6
+    torch.manual_seed(0); ckpt = tmp_path / 'Cnn6_mAP=0.343.pth'; torch.save({'model': Cnn6().state_dict()}, ckpt)
+    res = run_notebook('run_fewshot.ipynb', tmp_path, shared_data, preset='smoke', dataset_name='ESC-50-master',
+                       scenarios='protonet+contrastive', encoder='cnn6', weights=str(ckpt), num_epochs=1, out_dir=str(tmp_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    row = pd.read_csv(tmp_path / 'fewshot_results.csv').iloc[0]
+    assert (row.encoder, row.contrastive, row.tag.endswith('|cnn6')) == ('cnn6', 'CPL', True) and 0 <= row['accuracy (%)'] <= 100

@@ -237,13 +237,14 @@ def create_fewshot_model(exp:dict, mcfg:dict, # the two seed configs (loaded unc
                          sample_rate:int=16000, n_mels:int=128, # the waveform frontend (the seed's 128 mel bins)
                          pool:str='max', # encoder layout: 'max' the seed's, 'adaptive' for small inputs
                          input_shape=None, # (mel bins, frames) of the spectrograms, for the seed's CNN (None: 128 x 157)
+                         encoder:nn.Module|None=None, # any encoder with `out_dim` instead of the config's (recipes.fewshot: registered ones)
                         ) -> FewShotNet:
     "The FewShotNet an experiment_config + model_config pair describes."
-    enc = create_encoder(exp['encoder_name'], mcfg, pool, input_shape)
+    enc = create_encoder(exp['encoder_name'], mcfg, pool, input_shape) if encoder is None else encoder
     spec = exp['input_type'] == 'spec'  # spectrogram views: always the seed's 3 (waveaug_params.aug_num counts waveform views)
     n_views = (4 if spec else 1 + int(exp['waveaug_params'].get('aug_num', 3))) if _augmenting(exp) else 1
     views = None if not _augmenting(exp) else SpecViews(exp['specaug_params']) if spec else WaveViews(exp['waveaug_params'], sample_rate)
-    att = ViewAttention(**mcfg['Attention']) if exp['use_attention'] else None
+    att = ViewAttention(**_fit_dim(mcfg['Attention'], 'embed_dim', enc.out_dim, 'Attention')) if exp['use_attention'] else None
     dim = enc.out_dim * (n_views if att is not None else 1)
     p = _fit_dim(mcfg['Projection'], 'input_dim', dim, 'Projection')
     proj = ProjectionHead(p['input_dim'], p['output_dim'], p['hidden_dim']) if exp['use_contrastive'] else None

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from ..core import SoundlabError, DatasetError, data_dir, get_device, seed_everything, config_digest
 from .. import dist
 from ..data.core import BadFiles
@@ -24,14 +24,20 @@ from ..models.ast import ASTModel
 from ..metrics import accuracy, mean_auc, confusion_df
 from ..train import Trainer, predict, load_checkpoint, seed_precision
 from ..streaming import check_features, with_frontend
+from ..augment import SpecAugment
+from ..models.panns import RespiratoryNet
+from ..models.registry import create_model
+from .respiratory import RespiratoryConfig, make_step as contrastive_step, linear_eval
 
 # %% auto #0
-__all__ = ['TASKS', 'PRESETS', 'ASTConfig', 'ast_config', 'corpus_root', 'task_splits', 'class_names', 'build_model', 'logits',
-           'make_step', 'make_optimizer', 'fbank_norm', 'datasets', 'run_dir', 'scores_of', 'metrics_of', 'train_model',
-           'run_esc50', 'run_speechcommands', 'group_accuracy', 'run_vocalsound', 'run_own', 'run_ast']
+__all__ = ['TASKS', 'VS_META', 'PRESETS', 'ASTConfig', 'ast_config', 'corpus_root', 'task_splits', 'class_names', 'build_model',
+           'logits', 'make_step', 'make_optimizer', 'fbank_norm', 'datasets', 'run_dir', 'scores_of', 'metrics_of',
+           'train_model', 'vocalsound_meta', 'train_mscl', 'run_esc50', 'run_speechcommands', 'group_accuracy',
+           'run_vocalsound', 'run_own', 'run_ast']
 
 # %% ../../nbs/44_recipes.ast.ipynb #c006
 TASKS = ('vocalsound', 'esc50', 'speechcommands')
+VS_META = ('gender', 'age', 'gender_age')  # M-SCL metadata tasks of VocalSound
 
 @dataclass
 class ASTConfig:
@@ -60,6 +66,10 @@ class ASTConfig:
     cache_dtype:str='float32'; lazy_cache:bool=False # 'float16' halves the cache; fill it during the first epoch
     seed:int=0; device:str='auto'; amp:bool=True
     synth:dict=field(default_factory=dict) # arguments of the synthetic corpus maker
+    method:str='ce' # 'ce': the seeds' supervised fine-tuning; 'mscl': seed 000's M-SCL on speaker metadata, then linear eval
+    metalabel:str='gender' # M-SCL metadata (VocalSound): 'gender', 'age' (age band) or 'gender_age'
+    lam:float=0.75; tau:float=0.06 # M-SCL: weight of the class term; SupCon temperature
+    epochs2:int=50; lr2:float=1e-3 # M-SCL: linear-evaluation epochs and lr
     out_dir:str='' # runs; '' = data_dir()/runs
 
 # %% ../../nbs/44_recipes.ast.ipynb #c007
@@ -72,7 +82,7 @@ _PAPER_VS = dict(_SEED, model_size='base384', imagenet_pretrain=True, target_len
                  epochs=30, loss='CE', lrscheduler_decay=1., norm_mean=-3.05, norm_std=2.71)
 _DEMO = dict(model_size='tiny224', fstride=16, tstride=16, imagenet_pretrain=False, audioset_pretrain=False, lr=5e-4, bs=8,
              warmup=True, warmup_steps=30, lrscheduler_start=8, lrscheduler_decay=0.85, mixup=0., noise=False, amp=False)
-_SMOKE = dict(_DEMO, target_length=64, epochs=1, bs=4, freqm=8, timem=8, warmup_steps=2, eval_bs=16)
+_SMOKE = dict(_DEMO, target_length=64, epochs=1, bs=4, freqm=8, timem=8, warmup_steps=2, eval_bs=16, epochs2=3)
 PRESETS = {
     'paper': dict(esc50=_PAPER_ESC, speechcommands=_PAPER_SC, vocalsound=_PAPER_VS),
     'demo': dict(esc50=dict(_DEMO, target_length=128, freqm=24, timem=20, epochs=12, esc10=True,
@@ -99,6 +109,10 @@ def ast_config(preset:str='demo', # 'paper', 'demo' or 'smoke'
     if cfg.dataset and not cfg.data_root: raise ValueError(f'dataset={cfg.dataset!r} needs data_root: a CSV, class folders or datafiles')
     if cfg.loss not in ('CE', 'BCE'): raise ValueError(f"loss must be 'CE' or 'BCE', got {cfg.loss!r}")
     check_features(cfg.features)
+    if cfg.method not in ('ce', 'mscl'): raise ValueError(f"method must be 'ce' or 'mscl', got {cfg.method!r}")
+    if cfg.method == 'mscl' and (cfg.task != 'vocalsound' or cfg.model != 'ast'):
+        raise ValueError(f"method='mscl' needs speaker metadata and an AST: task 'vocalsound', model 'ast' (got {cfg.task!r}, {cfg.model!r})")
+    if cfg.metalabel not in VS_META: raise ValueError(f'metalabel must be one of {list(VS_META)}, got {cfg.metalabel!r}')
     return replace(cfg, folds=tuple(cfg.folds), betas=tuple(cfg.betas))
 
 # %% ../../nbs/44_recipes.ast.ipynb #c011
@@ -180,12 +194,15 @@ def datasets(cfg:ASTConfig, train:list, evals:dict, n_classes:int, norm:tuple, c
     return tr, {k: TaggingDataset(v, n_classes, train=False, **kw) for k, v in evals.items()}
 
 # %% ../../nbs/44_recipes.ast.ipynb #c019
+_MSCL_KEYS = ('metalabel', 'lam', 'tau', 'epochs2', 'lr2')
+
 def run_dir(cfg:ASTConfig, name:str) -> Path:
     "The folder of one run: a hash of everything that changes the result."
     keep = {k: v for k, v in asdict(cfg).items() if k not in ('out_dir', 'device', 'num_workers', 'eval_bs', 'folds', 'on_bad_file',
                                                              'features', 'lazy_cache')}
     if keep['cache_dtype'] == 'float32': del keep['cache_dtype']  # run folders of float32 runs keep their names
-    keep = {k: v for k, v in keep.items() if (k, v) not in (('stereo', 'mix'), ('psla_mode', 'timm'))}  # defaults: earlier run folders kept
+    keep = {k: v for k, v in keep.items() if (k, v) not in (('stereo', 'mix'), ('psla_mode', 'timm'), ('method', 'ce'))}  # defaults: earlier run folders kept
+    if cfg.method == 'ce': keep = {k: v for k, v in keep.items() if k not in _MSCL_KEYS}  # earlier run folders kept
     h = config_digest(keep, 10)
     return Path(cfg.out_dir or data_dir()/'runs')/f'ast_{cfg.task}_{cfg.model}_{h}'/name
 
@@ -229,6 +246,58 @@ def train_model(cfg:ASTConfig, train:list, evals:dict, # training records; {name
         model.load_state_dict(load_checkpoint(out/'best.pt')['model']); best = {k: scores_of(cfg, model, d, trainer.device) for k, d in ev.items()}
     return dict(history=hist, scores=per_epoch, targets=targets, best_scores=best, model=model, run_dir=out)
 
+# %% ../../nbs/44_recipes.ast.ipynb #ms01
+_BANDS = ('18-25', '26-48', '49-80')
+
+def vocalsound_meta(records, kind:str='gender') -> np.ndarray:
+    "M-SCL metadata labels of VocalSound records: 'gender' (f 0, m 1, unknown 2), 'age' (band 0-2, other 3) or 'gender_age'."
+    if kind not in VS_META: raise ValueError(f'vocalsound_meta: kind must be one of {VS_META}, not {kind!r}')
+    g = np.array([{'f': 0, 'm': 1}.get(str(r.custom.get('gender', ''))[:1].lower(), 2) for r in records], dtype=int)
+    a = np.array([_BANDS.index(r.custom.get('age_band')) if r.custom.get('age_band') in _BANDS else 3 for r in records], dtype=int)
+    return {'gender': g, 'age': a, 'gender_age': 4 * g + a}[kind]
+
+class _WithMeta(Dataset):
+    "(fbank, class index, metadata label) items of a TaggingDataset: the respiratory step's (x, y, meta) batches."
+    def __init__(self, ds, meta): self.ds, self.meta = ds, torch.as_tensor(meta)
+    def __len__(self): return len(self.ds)
+    def __getitem__(self, i): it = self.ds[i]; return it['x'], it['y'].argmax(), self.meta[i]
+
+# %% ../../nbs/44_recipes.ast.ipynb #ms02
+def train_mscl(cfg:ASTConfig, train:list, evals:dict, n_classes:int, norm:tuple, cache, name:str,
+               monitor:str|None='val_acc', progress:bool=True, bad=None) -> dict:
+    "M-SCL on an AST, then a linear classifier chosen on `monitor`: `train_model`'s arguments and result (+ 'classifier')."
+    seed_everything(cfg.seed)
+    _, ev = datasets(cfg, train, {'train': train, **evals}, n_classes, norm, cache, bad)  # un-augmented: the step draws views
+    with dist.main_first():
+        cache.refresh()
+        for d in ev.values(): d.precompute(progress=progress and dist.is_main())
+    meta = {k: vocalsound_meta(d.records, cfg.metalabel) for k, d in ev.items()}
+    enc = create_model(f'ast_{cfg.model_size}', fstride=cfg.fstride, tstride=cfg.tstride, input_fdim=cfg.num_mel_bins,  # no head:
+                       input_tdim=cfg.target_length, imagenet_pretrain=cfg.imagenet_pretrain, audioset_pretrain=cfg.audioset_pretrain)
+    model = RespiratoryNet(enc, n_classes, n_meta=int(max(m.max() for m in meta.values())) + 1)  # forward = embed
+    opt, sched = make_optimizer(cfg, model); out = run_dir(cfg, name)
+    common = dict(device=cfg.device, amp=cfg.amp, seed=cfg.seed, progress=progress)
+    trainer = Trainer(model, None, opt, sched, out_dir=out/'stage1', desc=f'{cfg.task} {name} M-SCL', **common)
+    aug = SpecAugment(cfg.freqm, cfg.timem, 1, 1, layout='tf')
+    trainer.step = contrastive_step(RespiratoryConfig(method='mscl', tau=cfg.tau, lam=cfg.lam), torch.ones(n_classes), trainer.generator,
+                                    augment=lambda x: aug(x, generator=trainer.generator))
+    hist = trainer.fit(trainer.loader(_WithMeta(ev['train'], meta['train']), cfg.bs, shuffle=True, num_workers=cfg.num_workers), cfg.epochs)
+    emb = {k: predict(model, DataLoader(_WithMeta(d, meta[k]), cfg.eval_bs, num_workers=cfg.num_workers), lambda m, b: m.embed(b[0]),
+                      device=trainer.device, amp=cfg.amp) for k, d in ev.items()}
+    targets, per_epoch = {k: d.labels() for k, d in ev.items() if k != 'train'}, []
+    @torch.no_grad()
+    def scores(clf): return {k: clf(emb[k].to(next(clf.parameters()).device)).float().cpu() for k in targets}
+    def evaluate(clf):
+        per_epoch.append(s := scores(clf))
+        return {f'{k}_{mk}': v for k, x in s.items() for mk, v in metrics_of(targets[k], x).items()}
+    clf, h2 = linear_eval(emb['train'], ev['train'].labels().argmax(1), n_classes, evaluate, monitor, out/'linear', cfg.lr2, cfg.wd,
+                          cfg.epochs2, cfg.bs, **common)
+    if len(per_epoch) < len(h2): per_epoch = [scores(clf)] * (len(h2) - len(per_epoch)) + per_epoch  # resumed
+    best = per_epoch[-1]
+    if monitor and (out/'linear'/'best.pt').exists(): clf.load_state_dict(load_checkpoint(out/'linear'/'best.pt')['model']); best = scores(clf)
+    hist = pd.concat([hist.assign(stage='contrastive'), h2.assign(stage='linear')], ignore_index=True)
+    return dict(history=hist, scores=per_epoch, targets=targets, best_scores=best, model=model, classifier=clf, run_dir=out)
+
 # %% ../../nbs/44_recipes.ast.ipynb #c022
 def run_esc50(cfg:ASTConfig, progress:bool=True) -> dict:
     "5-fold cross-validation; fold accuracies at the epoch of best fold-averaged accuracy, and their mean (acc_fold.csv)."
@@ -251,7 +320,8 @@ def _train_on_lists(cfg:ASTConfig, corpus:str, progress:bool) -> tuple:
     bad = BadFiles(cfg.on_bad_file); sp, names = task_splits(cfg, bad), class_names(cfg)
     with FeatureCache(data_dir()/'cache'/corpus) as cache:
         norm = fbank_norm(cfg, sp['train'], cache, bad)
-        r = train_model(cfg, sp['train'], {'val': sp['val'], 'test': sp['test']}, len(names), norm, cache, 'train', 'val_acc', progress, bad)
+        fit = train_mscl if cfg.method == 'mscl' else train_model
+        r = fit(cfg, sp['train'], {'val': sp['val'], 'test': sp['test']}, len(names), norm, cache, 'train', 'val_acc', progress, bad)
     return sp, names, norm, r, bad
 
 def run_speechcommands(cfg:ASTConfig, progress:bool=True) -> dict:

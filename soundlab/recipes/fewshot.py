@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from ..core import data_dir, get_device, seed_everything, config_digest
@@ -21,12 +22,13 @@ from ..models.fewshot import load_fewshot_config, create_fewshot_model, _augment
 from ..losses import class_prototypes, prototypical_loss, cpl_loss, AngularProtoLoss, relation_loss
 from ..metrics import fewshot_ci
 from ..train import Trainer, load_checkpoint, seed_precision
+from ..models.registry import create_model
 
 # %% auto #0
 __all__ = ['SCENARIOS', 'PRESETS', 'apply_scenario', 'FewShotConfig', 'fewshot_config', 'experiment', 'corpus_root',
            'own_metaaudio', 'load_splits', 'run_episode', 'contrastive_loss_fn', 'episode_step', 'majority_vote',
-           'episode_accuracy', 'evaluate_tasks', 'run_dir', 'train_fewshot', 'run_fewshot', 'table_row', 'suggest',
-           'optuna_search']
+           'episode_accuracy', 'evaluate_tasks', 'RegistryEncoder', 'registry_encoder', 'run_dir', 'train_fewshot',
+           'run_fewshot', 'table_row', 'suggest', 'optuna_search']
 
 # %% ../../nbs/43_recipes.fewshot.ipynb #c004
 _NO_AUG = dict(train_query_augmentations=False, validation_query_augmentations=False, test_query_augmentations=False)
@@ -78,6 +80,9 @@ class FewShotConfig:
     synth:dict=field(default_factory=dict) # arguments of make_metaaudio
     scenario_overrides:dict=field(default_factory=dict) # {scenario: {experiment key: value}} applied last
     encoder_pool:str='max' # 'max': the seed's encoders (128-band features); 'adaptive': small features (see models.fewshot)
+    encoder:str='' # a registered model (soundlab.models.list_models(), e.g. 'cnn6') as the encoder; '' = the seed's encoder_name
+    weights:str='' # a weights file for `encoder`, read by its family's loader (e.g. PANNs' Cnn6_mAP=0.343.pth)
+    encoder_kw:dict=field(default_factory=dict) # arguments of the registered model (e.g. {'n_mels': 32})
     out_dir:str='' # runs (checkpoints, histories); '' = data_dir()/runs/fewshot
 
 PRESETS = {
@@ -236,13 +241,39 @@ def evaluate_tasks(model, ds:MetaAudio, exp:dict, phase:str, n_tasks:int, seed:i
         accs.append(100 * episode_accuracy(model, {k: v.to(device) for k, v in b.items()}, exp, phase, g))
     return np.array(accs)
 
+# %% ../../nbs/43_recipes.fewshot.ipynb #re01
+class RegistryEncoder(nn.Module):
+    "A registered model as a few-shot encoder: MetaAudio's (N, n_mels, frames) features fitted to its `input_spec` -> (N, out_dim)."
+    def __init__(self, model:nn.Module): # from `soundlab.models.create_model`
+        super().__init__()
+        self.model, self.out_dim = model, model.embed_dim
+        spec = model.input_spec; self.tf = spec.layout == 'tf'
+        self.n_freq, self.n_time = (spec.shape[-1], spec.shape[-2]) if self.tf else (spec.shape[-2], spec.shape[-1])
+
+    def fit(self, x:torch.Tensor) -> torch.Tensor:
+        "(N, [1,] F, T) -> the model's layout, with a fixed bin count (interpolated) and a fixed length (zero-padded / cut)."
+        x = x[:, 0] if x.ndim == 4 else x
+        if self.n_freq and x.shape[1] != self.n_freq:
+            x = F.interpolate(x.transpose(1, 2), size=self.n_freq, mode='linear', align_corners=False).transpose(1, 2)
+        if self.n_time and x.shape[2] != self.n_time:
+            x = F.pad(x, (0, self.n_time - x.shape[2])) if x.shape[2] < self.n_time else x[..., :self.n_time]
+        return x.transpose(1, 2) if self.tf else x
+
+    def forward(self, x): return self.model.embed(self.fit(x))
+
+def registry_encoder(cfg:FewShotConfig) -> RegistryEncoder|None:
+    "`cfg.encoder` built from the registry (weights from `cfg.weights`), or None (the seed's encoder)."
+    if not cfg.encoder: return None
+    return RegistryEncoder(create_model(cfg.encoder, weights=cfg.weights or None, **cfg.encoder_kw))
+
 # %% ../../nbs/43_recipes.fewshot.ipynb #c022
 def run_dir(cfg:FewShotConfig, exp:dict) -> Path:
     "Checkpoint folder of one dataset x scenario run (a digest of everything that shapes it)."
     marker = corpus_root(cfg)/'.synth.json'  # a regenerated synthetic corpus starts new runs
     key = dict(exp=exp, data=cfg.data_root, corpus=marker.read_text() if marker.exists() else '', seed=cfg.seed,
                model=cfg.model_config, pool=cfg.encoder_pool, val=cfg.n_validation_tasks)
-    name = f"{exp['dataset_name']}_{cfg.scenario}_{'real' if cfg.data_root else 'synth'}_{config_digest(key)}"
+    if cfg.encoder: key |= dict(encoder=cfg.encoder, weights=cfg.weights, encoder_kw=cfg.encoder_kw)  # earlier runs keep their folders
+    name = f"{exp['dataset_name']}_{cfg.scenario}_{cfg.encoder + '_' if cfg.encoder else ''}{'real' if cfg.data_root else 'synth'}_{config_digest(key)}"
     return Path(cfg.out_dir or data_dir()/'runs'/'fewshot')/name
 
 def _stopped(history:list, patience:int) -> bool:
@@ -256,7 +287,8 @@ def train_fewshot(cfg:FewShotConfig, exp:dict, data:dict, mcfg:dict|None=None) -
     "Train (or resume) one run; returns dict(model, history, run_dir, trainer, stopped_early)."
     mcfg = mcfg or load_fewshot_config(cfg.experiment_config or None, cfg.model_config or None)[1]
     shape = data['train']._array(0).shape[-2:] if exp['input_type'] == 'spec' else None  # (bins, frames): the seed's CNN head
-    seed_everything(cfg.seed); model = create_fewshot_model(exp, mcfg, pool=cfg.encoder_pool, input_shape=shape)
+    seed_everything(cfg.seed)
+    model = create_fewshot_model(exp, mcfg, pool=cfg.encoder_pool, input_shape=shape, encoder=registry_encoder(cfg))
     opt = torch.optim.Adam(model.parameters(), lr=exp['lr'])
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, exp['scheduler_milestones'], exp['scheduler_gamma'])
     out, dev = run_dir(cfg, exp), get_device(cfg.device)
@@ -292,8 +324,8 @@ def table_row(r:dict) -> dict:
     "One results-table row: dataset x scenario, test accuracy mean ± 95 % CI (%)."
     e, c = r['exp'], r['cfg']
     loss = 'CPL' if e['use_contrastive'] and e['loss']['cpl']['use'] else 'APL' if e['use_contrastive'] and e['loss']['angular']['use'] else '-'
-    return {'tag': f"{e['dataset_name']}|{c.scenario}|{c.contrastive}|{'real' if c.data_root else 'synth'}", 'dataset': e['dataset_name'],
-            'scenario': c.scenario, 'contrastive': loss, 'encoder': e['encoder_name'],
+    return {'tag': f"{e['dataset_name']}|{c.scenario}|{c.contrastive}|{'real' if c.data_root else 'synth'}" + (f'|{c.encoder}' if c.encoder else ''), 'dataset': e['dataset_name'],
+            'scenario': c.scenario, 'contrastive': loss, 'encoder': c.encoder or e['encoder_name'],
             'task': f"{e['n_way_test']}-way {e['n_shot_test']}-shot", 'accuracy (%)': round(r['acc'], 2), '± 95% CI': round(r['ci'], 2),
             'test tasks': len(r['test_accs']), 'val acc (%)': round(r['val_acc'], 2), 'best epoch': r['best_epoch'],
             'epochs': r['epochs'], 'corpus': 'synthetic' if not c.data_root else c.data_root}

@@ -29,7 +29,7 @@ from ..train import Trainer, predict, load_checkpoint, update_table, seed_precis
 __all__ = ['METHODS', 'PATCH_FAMILIES', 'CLASS_NAMES', 'OWN_DATA', 'PRESETS', 'METHOD_NAMES', 'RespiratoryConfig',
            'respiratory_config', 'corpus_root', 'RespiratoryMelDB', 'batch_scale', 'model_input', 'backbone_kw',
            'input_spec', 'frontend_of', 'load_cycles', 'build_model', 'make_step', 'own_scores', 'val_split',
-           'run_once', 'run_tag', 'fmt_mean_std', 'summarize', 'run_respiratory']
+           'linear_eval', 'run_once', 'run_tag', 'fmt_mean_std', 'summarize', 'run_respiratory']
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c006
 METHODS = ('sl', 'scl', 'hybrid', 'mscl', 'patchmix')
@@ -278,6 +278,22 @@ def _best_predictions(model, ckpt:Path, x, classify, bs:int) -> torch.Tensor:
     model.load_state_dict(load_checkpoint(ckpt)['model']); model.eval()
     with torch.no_grad(): return torch.cat([classify(model, xb).float().argmax(1).cpu() for xb in x.split(bs)])
 
+# %% ../../nbs/41_recipes.respiratory.ipynb #le00
+def linear_eval(emb:torch.Tensor, y:torch.Tensor, # (N, D) frozen training embeddings, (N,) class indices
+                n_classes:int, evaluate, # evaluate(classifier) -> metrics each epoch (the Trainer's `evaluate`)
+                monitor:str, out_dir, # metric that selects best.pt; checkpoint folder
+                lr:float, wd:float, epochs:int, bs:int, # Adam's lr and weight decay, epochs, batch size
+                weights:torch.Tensor|None=None, # class weights of the cross-entropy (None: plain CE)
+                **common, # Trainer arguments: device, amp, seed, progress
+               ) -> tuple:
+    "Stage 2 of the contrastive methods (SCL, M-SCL): a `LinearClassifier` on frozen embeddings; (classifier, history)."
+    clf = LinearClassifier(emb.shape[1], n_classes)
+    lin = Trainer(clf, None, torch.optim.Adam(clf.parameters(), lr=lr, weight_decay=wd), None, evaluate,
+                  monitor=monitor, out_dir=out_dir, desc='linear eval', **common)
+    w = None if weights is None else weights.to(lin.device)
+    lin.step = lambda m, b: {'loss': F.cross_entropy(m(b[0]).float(), b[1], weight=w)}
+    return clf, lin.fit(lin.loader(TensorDataset(emb, y), bs), epochs)
+
 # %% ../../nbs/41_recipes.respiratory.ipynb #c015
 def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> dict:
     "Train and evaluate one run of `cfg` with `seed`; returns scores, history, test predictions and embeddings."
@@ -312,14 +328,10 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
                       precision=seed_precision(cfg.amp), channels_last=cfg.channels_last)
            for s, x_ in split_x.items()}
     if not supervised:
-        clf = LinearClassifier(model.embed_dim, n_classes)
-        lin = Trainer(clf, None, torch.optim.Adam(clf.parameters(), lr=cfg.lr2, weight_decay=cfg.wd), None,
-                      _evaluator(emb['test'], te['y'], lambda m, eb: m(eb.to(next(m.parameters()).device)), cfg.bs,
-                                 None if va is None else (emb['val'], va['y']), score_fn),
-                      monitor=sel, out_dir=run_dir/'linear', desc='linear eval', **common)
-        w = None if cfg.noweights else weights.to(lin.device)
-        lin.step = lambda m, b: {'loss': F.cross_entropy(m(b[0]).float(), b[1], weight=w)}
-        h2 = lin.fit(lin.loader(TensorDataset(emb['train'], tr_['y']), cfg.bs), cfg.epochs2)
+        ev2 = _evaluator(emb['test'], te['y'], lambda m, eb: m(eb.to(next(m.parameters()).device)), cfg.bs,
+                         None if va is None else (emb['val'], va['y']), score_fn)
+        clf, h2 = linear_eval(emb['train'], tr_['y'], n_classes, ev2, sel, run_dir/'linear', cfg.lr2, cfg.wd, cfg.epochs2,
+                              cfg.bs, None if cfg.noweights else weights, **common)
         y_pred = _best_predictions(clf, run_dir/'linear'/'best.pt', emb['test'], lambda m, eb: m(eb), cfg.bs)
         hist = pd.concat([hist.assign(stage='contrastive'), h2.assign(stage='linear')], ignore_index=True)
     scored = hist.dropna(subset=[sel]).reset_index(drop=True)
