@@ -208,9 +208,11 @@ class FewShotRegModel(RegisteredModel):
     def embed(self, x): return self.net(self.prepare(x))
     def load_weights(self, path, **kw): sed.load_sed_checkpoint(self.net, path); return self
 
-def _fewshot(kind, n_classes=None, n_mels:int=64, sample_rate:int=16000, **kw):
+def _fewshot(kind, n_classes=None, n_mels:int=64, sample_rate:int=16000,
+            pool:str='adaptive', # any input size; 'max' is the seed's layout (fixed 128-band inputs, see models.fewshot)
+            **kw):
     cfg = fewshot.load_fewshot_config()[1]
-    net = fewshot.create_encoder(kind, {kind: cfg[kind] | kw})
+    net = fewshot.create_encoder(kind, {kind: cfg[kind] | kw}, pool=pool)
     spec = InputSpec('LogMelFrontend', (n_mels, None), 'ft', dict(sample_rate=sample_rate, n_mels=n_mels))
     return FewShotRegModel(f'fewshot_{kind.lower()}', net, net.out_dim, spec, n_classes, _linear_head(net.out_dim, n_classes))
 
