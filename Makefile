@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 METHOD ?= mscl
 
-.PHONY: real-corpus-deps real-corpus own-baseline install demo test export-check nbtest pytest bench clean-nbs lab lab-flags docs docs-check docs-chromium figures
+.PHONY: slurm slurm-stop real-corpus-deps real-corpus own-baseline install demo test export-check nbtest pytest bench clean-nbs lab lab-flags docs docs-check docs-chromium figures
 
 $(VENV)/.installed: constraints.txt setup.py settings.ini
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -89,3 +89,12 @@ real-corpus: install
 
 own-baseline: real-corpus
 	$(PY) tools/own_data_vs_baseline.py --data_root data/real --out figures/own_data_vs_baseline
+
+# a one-node SLURM on localhost for soundlab.sweep job arrays (root; installs slurm-wlm + munge if missing); then
+# export SLURM_CONF=$(SLURM_LOCAL_DIR)/slurm.conf (it prints the line). tests/test_slurm.py uses it.
+SLURM_LOCAL_DIR ?= /tmp/soundlab-slurm
+slurm:
+	SLURM_LOCAL_DIR=$(SLURM_LOCAL_DIR) tools/slurm_local.sh start
+
+slurm-stop:
+	SLURM_LOCAL_DIR=$(SLURM_LOCAL_DIR) tools/slurm_local.sh stop

@@ -113,13 +113,20 @@ def resample(x:Tensor, # waveform (..., T)
     return _resampler(int(orig_sr), int(new_sr), x.dtype, str(x.device))(x)
 
 # %% ../nbs/01_audio.ipynb #c025
-def _load(path, start:float, stop:float|None, sr:int|None, mono:bool, end_tolerance:float) -> tuple[Tensor,int]:
+def _frames_for(n:int, orig_sr:int, new_sr:int|None) -> int:
+    "File frames from a segment's start that give its first `n` output samples exactly as a full decode + resample does."
+    if new_sr is None or new_sr == orig_sr: return n
+    r = _resampler(int(orig_sr), int(new_sr), torch.float32, 'cpu'); o, m = r.orig_freq // r.gcd, r.new_freq // r.gcd
+    return -(-n // m) * o + r.width  # output block i reads input [i*o - width, (i+1)*o + width) (torchaudio's sinc kernel)
+
+def _load(path, start:float, stop:float|None, sr:int|None, mono:bool, end_tolerance:float, max_samples:int|None=None) -> tuple[Tensor,int]:
     info = audio_info(path)
     a, b = _frame_span(path, info, start, stop, end_tolerance)
+    if max_samples is not None: b = min(b, a + _frames_for(max_samples, info.sample_rate, sr))  # decode a window only
     x = torch.from_numpy(_read_frames(path, info, a, b))
     if mono: x = x.mean(0)
     if sr is not None: x = resample(x, info.sample_rate, sr)
-    return x, sr or info.sample_rate
+    return (x if max_samples is None else x[..., :max_samples]), sr or info.sample_rate
 
 # %% ../nbs/01_audio.ipynb #c027
 def load_audio(path, # audio file (wav/flac/ogg/mp3, any bit depth)
@@ -128,9 +135,10 @@ def load_audio(path, # audio file (wav/flac/ogg/mp3, any bit depth)
                duration:float|None=None, # length of the segment in seconds (None: to the end of the file)
                mono:bool=True, # average the channels into one
                end_tolerance:float=0.05, # a segment may overshoot the end of the file by this much (s); it is clipped
+               max_samples:int|None=None, # return at most the segment's first `max_samples` samples (at `sr`), decoding only those
               ) -> tuple[Tensor,int]:
     "Decode `[offset, offset+duration]` s of `path` as float32: `(T,)` if `mono` else `(C, T)`, and its sample rate."
-    return _load(path, offset, None if duration is None else offset + duration, sr, mono, end_tolerance)
+    return _load(path, offset, None if duration is None else offset + duration, sr, mono, end_tolerance, max_samples)
 
 # %% ../nbs/01_audio.ipynb #c046
 def apply_fade(x:Tensor, # waveform (..., T)

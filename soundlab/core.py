@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'SoundlabError', 'AudioError', 'DatasetError', 'seed_everything', 'repo_root', 'data_dir',
+__all__ = ['PRECISIONS', 'SoundlabError', 'AudioError', 'DatasetError', 'seed_everything', 'repo_root', 'data_dir', 'runs_root',
            'fixtures_dir', 'atomic_write', 'config_digest', 'UnsafeFileError', 'load_torch_file', 'get_device',
            'cpu_has_bf16', 'autocast_dtype', 'cpu_kind', 'machine_info']
 
@@ -47,6 +47,10 @@ def repo_root() -> Path:
 def data_dir() -> Path:
     "Where dataset roots and caches live (`$SOUNDLAB_DATA` or `<repo>/data`)."
     return Path(os.environ.get('SOUNDLAB_DATA', repo_root()/'data'))
+
+def runs_root() -> Path:
+    "Where recipes keep checkpoints and histories by default (`$SOUNDLAB_RUNS`, e.g. one folder per sweep run, or `data_dir()/'runs'`)."
+    return Path(os.environ.get('SOUNDLAB_RUNS') or data_dir()/'runs')
 
 def fixtures_dir() -> Path:
     "The shared test fixtures (`$SOUNDLAB_FIXTURES` or `../shared/fixtures` beside the repo)."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_streaming.ipynb #st03
 from __future__ import annotations
-import json, math
+import re, json, math
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -148,10 +148,10 @@ def read_datafile_index(path, # an AST/PSLA datafile: {"data": [{"wav": ..., "la
         raise DatasetError(path, f'item {i} needs a "wav" path and a non-empty "labels" string, got {items[i]!r}'[:300])
     del items
     lab = label_csv if not isinstance(label_csv, (str, Path)) else read_label_csv(label_csv)
-    mids = np.array(','.join(labs).split(','), dtype=object)
+    mids = np.array(re.sub(r'\s*,\s*', ',', ','.join(labs)).strip().split(','))  # every label, stripped, in one pass
     counts = np.fromiter((l.count(',') + 1 for l in labs), np.int64, len(labs))
     item_of = np.repeat(np.arange(len(labs)), counts); del labs
-    mids = np.char.strip(mids.astype(str)); keep = mids != ''
+    keep = mids != ''
     mids, item_of = mids[keep], item_of[keep]
     order = np.argsort(lab.mid.to_numpy().astype(str)); known = lab.mid.to_numpy().astype(str)[order]
     pos = np.searchsorted(known, mids).clip(0, len(known) - 1); bad = known[pos] != mids
@@ -160,11 +160,9 @@ def read_datafile_index(path, # an AST/PSLA datafile: {"data": [{"wav": ..., "la
     label_off = np.zeros(len(wavs) + 1, np.int64); label_off[1:] = np.cumsum(np.bincount(item_of, minlength=len(wavs)))
     enc = [w.encode() for w in wavs]
     path_off = np.zeros(len(enc) + 1, np.int64); path_off[1:] = np.cumsum(np.fromiter(map(len, enc), np.int64, len(enc)))
-    seen, dup = set(), np.zeros(len(wavs), bool)
-    for i, w in enumerate(wavs):
-        s = Path(w).stem
-        if s in seen: dup[i] = True
-        seen.add(s)
+    stems = [n[:k] if 0 < (k := n.rfind('.')) < len(n) - 1 else n for n in (w.rstrip('/').rpartition('/')[2] for w in wavs)]  # Path.stem
+    first = dict(zip(reversed(stems), range(len(stems) - 1, -1, -1)))  # stem -> its first item (the later ones are dups)
+    dup = np.ones(len(wavs), bool); dup[np.fromiter(first.values(), np.int64, len(first))] = False
     return DatafileIndex(str(path.parent), np.frombuffer(b''.join(enc), np.uint8), path_off, label_off, label_idx, dup, split)
 
 def index_weights(index:DatafileIndex, n_classes:int,

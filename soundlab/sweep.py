@@ -4,7 +4,7 @@
 
 # %% ../nbs/46_sweep.ipynb #c003
 from __future__ import annotations
-import os, re, sys, json, time, shlex, itertools, subprocess
+import os, re, sys, json, time, shlex, shutil, itertools, subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -12,7 +12,8 @@ from tqdm.auto import tqdm
 from .core import SoundlabError, atomic_write, repo_root
 
 # %% auto #0
-__all__ = ['grid', 'run_name', 'jobs', 'run_job', 'run_local', 'run_array_task', 'slurm_script', 'collect', 'aggregate']
+__all__ = ['grid', 'run_name', 'jobs', 'run_job', 'run_local', 'run_array_task', 'slurm_script', 'submit', 'job_states', 'wait',
+           'collect', 'aggregate']
 
 # %% ../nbs/46_sweep.ipynb #c006
 def grid(**axes) -> list:
@@ -30,34 +31,37 @@ def jobs(notebook, # the result notebook, e.g. 'nbs/run_icbhi.ipynb' (relative t
          sweep_dir, # one folder per run goes under sweep_dir/runs/
          common:dict|None=None, # parameters every run gets (e.g. preset)
          out_param:str|None='out_dir', # the notebook parameter naming where its tables go (None: none)
+         own_checkpoints:bool=True, # each run keeps its checkpoints in its folder ($SOUNDLAB_RUNS=<dir>/checkpoints)
         ) -> list:
-    "One job per run: dict(name, notebook, params, dir, output) with the run's own output folder."
+    "One job per run: dict(name, notebook, params, dir, output, env) with the run's own output folder."
     sweep_dir, out = Path(sweep_dir).resolve(), []
     for p in runs:
         d = sweep_dir/'runs'/run_name(p)
         params = {**(common or {}), **p, **({out_param: str(d)} if out_param else {})}
-        out.append(dict(name=d.name, notebook=str(notebook), params=params, dir=str(d), output=str(d/'notebook.ipynb')))
+        out.append(dict(name=d.name, notebook=str(notebook), params=params, dir=str(d), output=str(d/'notebook.ipynb'),
+                        env={'SOUNDLAB_RUNS': str(d/'checkpoints')} if own_checkpoints else {}))
     if len({j['name'] for j in out}) < len(out): raise ValueError('jobs: two runs have the same parameters')
     return out
 
 # %% ../nbs/46_sweep.ipynb #c010
 def run_job(job:dict, # one of `jobs`
-            env:dict|None=None, # extra environment variables
+            env:dict|None=None, # extra environment variables (over the job's own `env`)
             timeout:float|None=None, # seconds
             cwd=None, # where papermill runs (default: the repository root)
            ) -> dict:
-    "Execute one job with papermill in a subprocess; writes `done` in its folder on success. Returns a status dict."
+    "Execute one job with papermill in a subprocess (output to its log.txt as it runs); writes `done` on success."
     d = Path(job['dir']); d.mkdir(parents=True, exist_ok=True)
     if (d/'done').exists(): return dict(name=job['name'], status='done before', returncode=0, seconds=0., error='')
     cmd = [sys.executable, '-m', 'papermill', job['notebook'], job['output'], '--cwd', str(cwd or repo_root()), '-k', 'python3', '--no-progress-bar']
     for k, v in job['params'].items(): cmd += ['-y', json.dumps({k: v})]
-    t0 = time.time()
-    try: r = subprocess.run(cmd, env={**os.environ, 'OMP_NUM_THREADS': '1', **(env or {})}, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired: return dict(name=job['name'], status='timeout', returncode=-1, seconds=time.time() - t0, error=f'after {timeout} s')
-    (d/'log.txt').write_text(r.stdout + r.stderr)
-    if r.returncode == 0: (d/'done').write_text(f'{time.time() - t0:.1f}\n')
-    return dict(name=job['name'], status='ok' if r.returncode == 0 else 'failed', returncode=r.returncode,
-                seconds=time.time() - t0, error='' if r.returncode == 0 else r.stderr[-2000:])
+    t0, log = time.time(), d/'log.txt'
+    with open(log, 'w') as f:  # a killed run (scancel, timeout) still leaves what it printed
+        try: rc = subprocess.run(cmd, env={**os.environ, 'OMP_NUM_THREADS': '1', **job.get('env', {}), **(env or {})},
+                                 stdout=f, stderr=subprocess.STDOUT, timeout=timeout).returncode
+        except subprocess.TimeoutExpired: return dict(name=job['name'], status='timeout', returncode=-1, seconds=time.time() - t0, error=f'after {timeout} s')
+    if rc == 0: (d/'done').write_text(f'{time.time() - t0:.1f}\n')
+    return dict(name=job['name'], status='ok' if rc == 0 else 'failed', returncode=rc,
+                seconds=time.time() - t0, error='' if rc == 0 else log.read_text()[-2000:])
 
 # %% ../nbs/46_sweep.ipynb #c012
 def run_local(jobs:list, # from `jobs`
@@ -81,7 +85,7 @@ def run_array_task(jobs_json, # the jobs.json written by slurm_script
                   ) -> dict:
     "Run one job of a job array; raise if it fails (so the scheduler marks the task failed)."
     js = json.loads(Path(jobs_json).read_text()); i = int(os.environ['SLURM_ARRAY_TASK_ID'] if index is None else index)
-    r = run_job(js[i])
+    r = run_job(js[i], env={'OMP_NUM_THREADS': os.environ.get('SLURM_CPUS_PER_TASK', '1')})
     if r['returncode']: raise SoundlabError(js[i]['dir'], f"run failed:\n{r['error']}")
     return r
 
@@ -93,18 +97,62 @@ def slurm_script(jobs:list, # from `jobs`
                  setup:str='', # shell lines before the run (module load ..., source .venv/bin/activate)
                 ) -> Path:
     "Write a SLURM job-array script running every job; returns its path."
-    path = Path(path); js = path.with_name('jobs.json'); logs = path.parent/'slurm_logs'
+    path = Path(path).resolve(); js = path.with_name('jobs.json'); logs = path.parent/'slurm_logs'
     with atomic_write(js, suffix='.json') as tmp: tmp.write_text(json.dumps(jobs, indent=1))
     head = [f'#SBATCH --job-name={path.stem}', f'#SBATCH --array=0-{len(jobs) - 1}' + (f'%{max_parallel}' if max_parallel else ''),
             f'#SBATCH --time={time}', f'#SBATCH --cpus-per-task={cpus}', f'#SBATCH --mem={mem}', f'#SBATCH --output={logs}/%A_%a.out']
     head += [f'#SBATCH --gres=gpu:{gpus}'] if gpus else []
     head += [f'#SBATCH --partition={partition}'] if partition else []
     run = f'{shlex.quote(sys.executable)} -c "from soundlab.sweep import run_array_task; run_array_task({str(js)!r})"'
-    body = ['#!/bin/bash', *head, 'set -euo pipefail', f'mkdir -p {shlex.quote(str(logs))}', f'cd {shlex.quote(str(repo_root()))}',
+    body = ['#!/bin/bash', *head, 'set -euo pipefail', f'cd {shlex.quote(str(repo_root()))}',
             'export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}', setup, run]
     with atomic_write(path, suffix='.sh') as tmp: tmp.write_text('\n'.join(l for l in body if l) + '\n')
-    path.chmod(0o755); logs.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o755); logs.mkdir(parents=True, exist_ok=True)  # sbatch opens --output before the script runs
     return path
+
+# %% ../nbs/46_sweep.ipynb #c015a
+def _sbatch(*args) -> str:
+    if not shutil.which('sbatch'): raise SoundlabError('sbatch', 'not found: SLURM is not installed here (make slurm starts a local one)')
+    r = subprocess.run(['sbatch', '--parsable', *map(str, args)], capture_output=True, text=True)
+    if r.returncode: raise SoundlabError(args[-1], f'sbatch refused it: {r.stderr.strip()}')
+    return r.stdout.strip().split(';')[0]
+
+def submit(script, # from `slurm_script`
+           tasks:list|None=None, # array indices to run (default: every job)
+           first_alone:bool=True, # run the first task before the others (they start when it has ended)
+          ) -> list:
+    "Submit a `slurm_script` array with `sbatch`; returns the SLURM job ids (one, or two when `first_alone`)."
+    script = Path(script); txt = script.read_text()
+    m = re.search(r'^#SBATCH --array=0-(\d+)(%\d+)?', txt, re.M)
+    if not m: raise SoundlabError(script, 'not a slurm_script job array (no #SBATCH --array line)')
+    tasks, cap = sorted(range(int(m.group(1)) + 1) if tasks is None else tasks), m.group(2) or ''
+    spec = lambda ts: ','.join(map(str, ts)) + cap
+    if not first_alone or len(tasks) < 2: return [_sbatch(f'--array={spec(tasks)}', script)]
+    first = _sbatch(f'--array={tasks[0]}', script)
+    return [first, _sbatch(f'--array={spec(tasks[1:])}', f'--dependency=afterany:{first}', script)]
+
+# %% ../nbs/46_sweep.ipynb #c015b
+def job_states(job_ids:list) -> dict:
+    "The state of every task of `job_ids` the controller still knows (`scontrol show job`): {'<id>_<task>': 'COMPLETED', ...}."
+    out = {}
+    for j in job_ids:
+        r = subprocess.run(['scontrol', '-o', 'show', 'job', str(j)], capture_output=True, text=True)
+        for line in r.stdout.splitlines():
+            f = dict(kv.split('=', 1) for kv in line.split() if '=' in kv)
+            if 'JobState' in f: out[f"{f.get('ArrayJobId', f.get('JobId'))}_{f.get('ArrayTaskId', '0')}"] = f['JobState']
+    return out
+
+def wait(job_ids:list, # from `submit`
+         timeout:float=3600., # seconds
+         poll:float=2., # seconds between looks at the queue
+        ) -> dict:
+    "Wait until no task of `job_ids` is pending or running; returns `job_states` (raises after `timeout`)."
+    t0 = time.time()
+    while True:
+        s = job_states(job_ids)
+        if s and not any(v in ('PENDING', 'RUNNING', 'CONFIGURING', 'COMPLETING', 'SUSPENDED', 'REQUEUED') for v in s.values()): return s
+        if time.time() - t0 > timeout: raise TimeoutError(f'SLURM jobs {job_ids} still queued or running after {timeout:.0f} s: {s}')
+        time.sleep(poll)
 
 # %% ../nbs/46_sweep.ipynb #c017
 def collect(sweep_dir, # the folder given to `jobs`

@@ -171,7 +171,8 @@ def _tg_waveform(self:TaggingDataset, i:int) -> torch.Tensor:
     "Record `i` decoded at the frontend's rate, one channel (see `stereo`), mean removed."
     r = self.records[i]; self.n_decoded += 1
     dur = r.duration if r.duration is not None and math.isfinite(r.duration) else None
-    w, _ = load_audio(r.path, sr=self.sample_rate, offset=r.start, duration=dur, mono=self.stereo == 'mix')
+    cap = None if self.features == 'cache' else self.window_samples  # stream / device: decode only what the fbank uses
+    w, _ = load_audio(r.path, sr=self.sample_rate, offset=r.start, duration=dur, mono=self.stereo == 'mix', max_samples=cap)
     if self.stereo == 'first': return (w - w.mean())[0]  # the seeds: waveform - waveform.mean(), then Kaldi's channel 0
     return w - w.mean()
 
@@ -280,7 +281,7 @@ def _tg_device_item(self:TaggingDataset, i:int, r:Record, y:torch.Tensor) -> dic
         w, lam = self.mixed_waveform(i, j)
         y = lam * y + (1 - lam) * multi_hot(self.records[j].labels, self.n_classes)
     else: w = self.waveform(i)
-    w, L = w - w.mean(), BatchKaldiFbank.of(self.frontend).samples(self.target_length)  # KaldiFbank's own mean removal
+    w, L = w - w.mean(), self.window_samples  # KaldiFbank's own mean removal
     n = min(len(w), L)
     return dict(wav=F.pad(w[:L], (0, L - n)), n=n, y=y, id=r.id, index=i)
 
@@ -300,6 +301,13 @@ def _tg_prepare(self:TaggingDataset, progress:bool=True,
     if failed: self.records = [r for i, r in enumerate(self.records) if i not in failed]
     return len(self)
 TaggingDataset.device_item, TaggingDataset.device_frontend, TaggingDataset.prepare = _tg_device_item, _tg_device_frontend, _tg_prepare
+
+def _tg_window(self:TaggingDataset) -> int:
+    "Samples from a clip's start that make its first `target_length` frames: all the seeds' fbank uses of a longer clip."
+    k = (self.target_length, repr(self.frontend.config()))
+    if getattr(self, '_window', (None,))[0] != k: self._window = (k, BatchKaldiFbank.of(self.frontend).samples(self.target_length))
+    return self._window[1]
+TaggingDataset.window_samples = property(_tg_window)
 
 # %% ../../nbs/16_data.tagging.ipynb #s4924001
 from torch.utils.data import WeightedRandomSampler

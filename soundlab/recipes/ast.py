@@ -11,7 +11,7 @@ import numpy as np, pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from ..core import SoundlabError, DatasetError, data_dir, get_device, seed_everything, config_digest
+from ..core import SoundlabError, DatasetError, data_dir, runs_root, get_device, seed_everything, config_digest
 from .. import dist
 from ..data.core import BadFiles
 from ..data.folder import prepare_folder, folder_folds
@@ -204,7 +204,7 @@ def run_dir(cfg:ASTConfig, name:str) -> Path:
     keep = {k: v for k, v in keep.items() if (k, v) not in (('stereo', 'mix'), ('psla_mode', 'timm'), ('method', 'ce'))}  # defaults: earlier run folders kept
     if cfg.method == 'ce': keep = {k: v for k, v in keep.items() if k not in _MSCL_KEYS}  # earlier run folders kept
     h = config_digest(keep, 10)
-    return Path(cfg.out_dir or data_dir()/'runs')/f'ast_{cfg.task}_{cfg.model}_{h}'/name
+    return Path(cfg.out_dir or runs_root())/f'ast_{cfg.task}_{cfg.model}_{h}'/name
 
 def scores_of(cfg:ASTConfig, model, ds:TaggingDataset, device) -> torch.Tensor:
     "(N, C) logits of `model` on an evaluation dataset."

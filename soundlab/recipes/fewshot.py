@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from ..core import data_dir, get_device, seed_everything, config_digest
+from ..core import data_dir, runs_root, get_device, seed_everything, config_digest
 from .. import dist
 from ..data.core import BadFiles
 from ..data.metaaudio import MetaAudio, EpisodicSampler, collate_episode, prepare_metaaudio, MULTI_SEGMENT
@@ -274,7 +274,7 @@ def run_dir(cfg:FewShotConfig, exp:dict) -> Path:
                model=cfg.model_config, pool=cfg.encoder_pool, val=cfg.n_validation_tasks)
     if cfg.encoder: key |= dict(encoder=cfg.encoder, weights=cfg.weights, encoder_kw=cfg.encoder_kw)  # earlier runs keep their folders
     name = f"{exp['dataset_name']}_{cfg.scenario}_{cfg.encoder + '_' if cfg.encoder else ''}{'real' if cfg.data_root else 'synth'}_{config_digest(key)}"
-    return Path(cfg.out_dir or data_dir()/'runs'/'fewshot')/name
+    return Path(cfg.out_dir or runs_root()/'fewshot')/name
 
 def _stopped(history:list, patience:int) -> bool:
     "True once `patience` epochs have passed since the best validation accuracy."

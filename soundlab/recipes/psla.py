@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from sklearn.metrics import precision_recall_curve
-from ..core import SoundlabError, DatasetError, data_dir, seed_everything, get_device, config_digest, load_torch_file
+from ..core import SoundlabError, DatasetError, data_dir, runs_root, seed_everything, get_device, config_digest, load_torch_file
 from .. import dist
 from ..data.core import BadFiles
 from ..features import FeatureCache
@@ -56,7 +56,7 @@ class PSLAConfig:
     eval_bs:int=48; seed:int=0; device:str='auto'; amp:bool=True
     on_bad_file:str='raise' # 'raise' or 'skip' missing / unreadable clips (the skipped list: data['bad'])
     synth:dict=field(default_factory=dict) # arguments of make_fsd50k for the synthetic corpus
-    out_dir:str='' # runs and datafiles ('' = data_dir()/'runs')
+    out_dir:str='' # runs and datafiles ('' = runs_root())
     features:str='cache' # 'cache' (HDF5 feature cache), 'stream' (fbank in the loader workers) or 'device' (fbank on the device)
     num_workers:int=0; cache_dtype:str='float32' # DataLoader workers; 'float16' halves the cache
     lazy_cache:bool=False # features='cache': fill the cache during the first epoch instead of a precompute pass
@@ -105,7 +105,7 @@ def lr_milestones(cfg:PSLAConfig) -> list:
     return list(range(cfg.lr_start, max(cfg.epochs, cfg.lr_start) + 1, cfg.lr_every))
 
 # %% ../../nbs/45_recipes.psla.ipynb #c012
-def runs_dir(cfg:PSLAConfig) -> Path: return Path(cfg.out_dir or data_dir()/'runs')
+def runs_dir(cfg:PSLAConfig) -> Path: return Path(cfg.out_dir or runs_root())
 
 def corpus_root(cfg:PSLAConfig) -> Path:
     "`data_root`, or the synthetic FSD50K corpus of `cfg.synth` (written on first use)."

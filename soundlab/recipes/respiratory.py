@@ -10,7 +10,7 @@ import numpy as np, pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
-from ..core import data_dir, seed_everything
+from ..core import data_dir, runs_root, seed_everything
 from ..features import RespiratoryMel, FeatureCache
 from ..augment import SpecAugment
 from ..data.core import precompute, BadFiles, SegmentDataset, meta_labels
@@ -306,7 +306,7 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
     score_fn = own_scores if cfg.dataset.lower() in OWN_DATA else icbhi_scores
     model = build_model(cfg, n_meta=int(torch.cat([tr_['meta'], te['meta']]).max()) + 1, n_classes=n_classes)
     weights = class_weights(tr_['y'], n_classes)
-    run_dir = Path(cfg.out_dir or data_dir()/'runs')/run_tag(cfg)/f'seed{seed}'
+    run_dir = Path(cfg.out_dir or runs_root())/run_tag(cfg)/f'seed{seed}'
     common = dict(device=cfg.device, precision=seed_precision(cfg.amp), seed=seed, progress=progress)
     supervised = cfg.method in ('sl', 'hybrid', 'patchmix')
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.wd)

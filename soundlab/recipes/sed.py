@@ -12,7 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
-from ..core import SoundlabError, DatasetError, atomic_write, data_dir, get_device, seed_everything, config_digest, load_torch_file
+from ..core import SoundlabError, DatasetError, atomic_write, data_dir, runs_root, get_device, seed_everything, config_digest, load_torch_file
 from ..features import SEDLogmel, FeatureCache, clip_patches
 from ..augment import SimCLRViews, SpecAugment, sample_patches
 from ..data.fsdnoisy18k import CLASSES, FSDnoisy18k, prepare_fsdnoisy18k, collate_clips
@@ -171,7 +171,7 @@ def stage_dir(cfg:SEDConfig, stage:str) -> Path:
     if stage != 'pretrain':
         d['init'] = cfg.encoder_path or stage_dir(cfg, 'pretrain').name
     tag = stage if stage == 'pretrain' else f'{stage}_{init_name(cfg)}'
-    return Path(cfg.out_dir or data_dir()/'runs')/f'sed_{cfg.arch}_{"real" if cfg.data_root else "synth"}'/f'{tag}_{config_digest(d)}'
+    return Path(cfg.out_dir or runs_root())/f'sed_{cfg.arch}_{"real" if cfg.data_root else "synth"}'/f'{tag}_{config_digest(d)}'
 
 # %% ../../nbs/42_recipes.sed.ipynb #c022
 def build_encoder(cfg:SEDConfig, data:dict) -> tuple:
