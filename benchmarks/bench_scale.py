@@ -26,16 +26,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def machine() -> dict:
-    "CPU model, core count and the SIMD flags that matter for the FFTs."
-    model, flags = platform.processor() or platform.machine(), []
-    try:
-        info = Path('/proc/cpuinfo').read_text()
-        model = next(l.split(':', 1)[1].strip() for l in info.splitlines() if l.startswith('model name'))
-        fl = next(l.split(':', 1)[1].split() for l in info.splitlines() if l.startswith('flags'))
-        flags = [f for f in ('avx', 'avx2', 'fma', 'avx512f', 'avx512_bf16', 'amx_tile') if f in fl]
-    except (OSError, StopIteration): pass
-    import torch
-    return dict(cpu=model, cores=os.cpu_count(), flags=' '.join(flags), torch=torch.__version__, python=platform.python_version())
+    "`soundlab.core.machine_info` (CPU model, key flags, ISA in use, threads, torch) + core count and Python."
+    from soundlab.core import machine_info
+    return machine_info() | dict(cores=os.cpu_count(), python=platform.python_version())
 
 
 def rss_mb(who=resource.RUSAGE_SELF) -> float: return resource.getrusage(who).ru_maxrss / 1024
@@ -212,7 +205,7 @@ def main():
     print(table.drop(columns=['note']).to_markdown(index=False))
     out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
     table.assign(**m, workers=a.workers, device=a.device).to_csv(out, index=False)
-    print(f"\n{m['cpu']} ({m['cores']} cores; {m['flags']}), torch {m['torch']} -> {out}")
+    print(f"\n{m['cpu']} ({m['cores']} cores; {m['cpu_flags']}), torch {m['torch']} -> {out}")
 
 
 if __name__ == '__main__':

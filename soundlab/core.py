@@ -4,15 +4,16 @@
 
 # %% ../nbs/00_core.ipynb #c002
 from __future__ import annotations
-import hashlib, json, os, random, tempfile, contextlib
+import hashlib, json, os, random, tempfile, contextlib, dataclasses
 from pathlib import Path
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'SoundlabError', 'AudioError', 'DatasetError', 'seed_everything', 'repo_root', 'data_dir', 'runs_root',
-           'fixtures_dir', 'atomic_write', 'config_digest', 'UnsafeFileError', 'load_torch_file', 'get_device',
-           'cpu_has_bf16', 'autocast_dtype', 'cpu_kind', 'machine_info']
+__all__ = ['RUN_IGNORE', 'PRECISIONS', 'SoundlabError', 'AudioError', 'DatasetError', 'seed_everything', 'repo_root', 'data_dir',
+           'runs_root', 'fixtures_dir', 'atomic_write', 'config_digest', 'run_config', 'run_folder', 'config_changes',
+           'UnsafeFileError', 'load_torch_file', 'get_device', 'cpu_has_bf16', 'autocast_dtype', 'cpu_kind',
+           'machine_info']
 
 # %% ../nbs/00_core.ipynb #c005
 class SoundlabError(ValueError):
@@ -82,6 +83,33 @@ def config_digest(d, # JSON-able settings (dict keys in any order; other objects
                  ) -> str:
     "A short, order-independent SHA-1 digest of `d`: the suffix of a run folder's name."
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+RUN_IGNORE = ('out_dir', 'device', 'progress', 'num_workers', 'eval_bs', 'on_bad_file', 'channels_last') # where a run writes, where
+                                                                                  # and how fast it runs: not what it trains
+
+def _json(x): return json.loads(json.dumps(x, sort_keys=True, default=str))
+
+def run_config(cfg, # a recipe's config dataclass
+               ignore:tuple=(), # more fields that leave the trained weights unchanged (besides `RUN_IGNORE`)
+               drop:dict|None=None, # {field: value}: left out while it has this value (earlier run folders keep their names)
+              ) -> dict:
+    "The settings of `cfg` that shape a run, JSON-normalised: every field but the ignored ones (a new field joins by default)."
+    d, drop = _json(dataclasses.asdict(cfg)), _json(drop or {})
+    return {k: v for k, v in d.items() if k not in RUN_IGNORE + tuple(ignore) and not (k in drop and drop[k] == v)}
+
+def run_folder(root, # the runs folder
+               tag:str, # a readable name of the run
+               key:dict, # every setting the run depends on (e.g. `run_config(cfg)`)
+               n:int=10, # hex digits of the digest
+              ) -> Path:
+    "`root/<tag>_<digest of key>`: readable, and a different folder for any change of a setting in `key`."
+    return Path(root)/f'{tag}_{config_digest(key, n)}'
+
+def config_changes(old:dict, new:dict) -> list:
+    "'name: old -> new' for every setting that differs between two run configs."
+    miss = object()
+    return [f'{k}: {old.get(k, "unset")!r} -> {new.get(k, "unset")!r}' for k in sorted(set(old) | set(new))
+            if old.get(k, miss) != new.get(k, miss)]
 
 # %% ../nbs/00_core.ipynb #cs02
 class UnsafeFileError(SoundlabError):

@@ -43,13 +43,16 @@ def plot_confusion(df:pd.DataFrame, # confusion counts, rows true / columns pred
                    normalize:bool=True, # divide each row by its total (empty rows stay 0)
                    title:str|None=None, ax=None, path=None, # axes to draw into; PNG file to write
                    cmap:str='Blues',
+                   annot_max:int=20, # numbers in the cells up to this many classes; more (ESC-50's 50): colours only,
+                                     # on a figure sized for the labels (a 50 x 50 annotated grid was a 40-megapixel PNG)
                   ) -> Figure:
     "Seaborn heatmap of a confusion matrix, annotated with counts or row fractions."
     df = df if isinstance(df, pd.DataFrame) else pd.DataFrame(_np(df))
     data = df.div(df.sum(1).replace(0, np.nan), axis=0).fillna(0.) if normalize else df
-    fig, ax = _fig_ax(ax, figsize=(1.2 + .9 * len(df), .6 + .8 * len(df)))
-    sns.heatmap(data, annot=True, fmt='.2f' if normalize else 'd', cmap=cmap, square=True, ax=ax,
-                vmin=0, vmax=1 if normalize else None, cbar_kws=dict(shrink=.8))
+    n, annot = len(df), len(df) <= annot_max
+    fig, ax = _fig_ax(ax, figsize=(1.2 + .9 * n, .6 + .8 * n) if annot else (2.5 + .22 * n, 1.5 + .2 * n))
+    sns.heatmap(data, annot=annot, fmt='.2f' if normalize else 'd', cmap=cmap, square=True, ax=ax, xticklabels=True,
+                yticklabels=True, vmin=0, vmax=1 if normalize else None, cbar_kws=dict(shrink=.8))
     ax.set(xlabel=df.columns.name or 'predicted', ylabel=df.index.name or 'true', title=title or '')
     return _finish(fig, path)
 

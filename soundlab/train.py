@@ -4,7 +4,7 @@
 
 # %% ../nbs/40_train.ipynb #c003
 from __future__ import annotations
-import os, math, time, warnings
+import os, json, math, time, warnings
 from pathlib import Path
 from typing import Callable
 import numpy as np, pandas as pd
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 from torch.utils.data import DataLoader, Sampler, BatchSampler
-from .core import SoundlabError, atomic_write, get_device, autocast_dtype, seed_everything, cpu_kind
+from .core import SoundlabError, atomic_write, get_device, autocast_dtype, seed_everything, cpu_kind, config_changes
 from . import dist
 
 # %% auto #0
@@ -81,6 +81,8 @@ class Trainer:
                  desc:str='train',
                  sync_bn:bool=False, # distributed on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm)
                  find_unused_parameters:bool=True, # distributed: some steps leave heads unused (e.g. CE vs M-SCL)
+                 run_config:dict|None=None, # the settings that shape this run (`core.run_config`): kept in last.pt; a last.pt
+                                            # written with other settings is not resumed (CheckpointError naming them)
                 ):
         self.distributed = dist.init()
         self.rank, self.world_size = dist.rank(), dist.world_size()
@@ -97,6 +99,7 @@ class Trainer:
         self.channels_last, self.progress, self.desc = channels_last, progress, desc
         self.generator = torch.Generator().manual_seed(seed) # hand it to augmentations (and DataLoaders: see `loader`)
         self.history, self.epoch, self.best = [], 0, None
+        self.run_config = None if run_config is None else json.loads(json.dumps(run_config, sort_keys=True, default=str))
 
 # %% ../nbs/40_train.ipynb #rd01
 class _StepModule(nn.Module):
@@ -129,10 +132,14 @@ def state_dict(self:Trainer) -> dict:
     return {'model': self.model.state_dict(), 'optimizer': self.opt.state_dict(),
             'scheduler': self.sched.state_dict() if self.sched else None,
             'scaler': self.scaler.state_dict() if self.scaler else None,
-            'epoch': self.epoch, 'history': self.history, 'best': self.best, 'seed': self.seed}
+            'epoch': self.epoch, 'history': self.history, 'best': self.best, 'seed': self.seed, 'run_config': self.run_config}
 Trainer.state_dict = state_dict
 
 def load_state_dict(self:Trainer, state:dict):
+    old = state.get('run_config')
+    if old is not None and self.run_config is not None and old != self.run_config:
+        raise CheckpointError(self.out_dir/'last.pt' if self.out_dir else 'checkpoint', 'written by a run with other settings ('
+                              + '; '.join(config_changes(old, self.run_config)) + '): not resumed; delete its folder to train afresh')
     self.model.load_state_dict(state['model']); self.opt.load_state_dict(state['optimizer'])
     if self.sched and state.get('scheduler'): self.sched.load_state_dict(state['scheduler'])
     if self.scaler and state.get('scaler'): self.scaler.load_state_dict(state['scaler'])

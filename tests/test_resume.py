@@ -87,3 +87,23 @@ def test_corrupt_cache_shard_is_rebuilt(tmp_path):
         warnings.simplefilter('always'); x1 = torch.stack([ds[i]['x'] for i in range(3)])
     assert any(shard.name in str(m.message) and 'corrupt' in str(m.message) for m in w)
     assert ds.n_decoded >= 1 and torch.equal(x0, x1) and shard.with_name(shard.name + '.corrupt').exists()
+
+def test_other_settings_never_share_a_checkpoint(tmp_path, shared_data, monkeypatch):
+    """Two runs that differ in epochs (or duration, corpus, ...) in one out_dir train in their own folders; a run folder
+    holding a checkpoint written with other settings is refused, never resumed."""
+    from dataclasses import replace
+    import shutil
+    import soundlab.recipes.respiratory as R
+    from soundlab.train import CheckpointError
+    monkeypatch.setenv('SOUNDLAB_DATA', str(shared_data))
+    cfg = R.respiratory_config('smoke', method='sl', epochs=2, t_max=2, duration=1., out_dir=str(tmp_path / 'runs'))
+    data = R.load_cycles(cfg, progress=False)
+    a = R.run_once(cfg, data, 0, progress=False)
+    b = R.run_once(replace(cfg, epochs=1, t_max=1), data, 0, progress=False)  # used to resume a's last.pt and train nothing
+    assert (len(a['history']), len(b['history'])) == (2, 1) and a['run_dir'] != b['run_dir']
+    for kw in (dict(duration=2.), dict(synth=dict(n_patients=7)), dict(per_clip=False), dict(views_in_one_pass=False),
+               dict(select='val'), dict(amp=True), dict(lr=2e-3)):
+        assert R.run_dir(replace(cfg, **kw), 0) != a['run_dir'], kw
+    c = replace(cfg, epochs=3, t_max=3)
+    shutil.copytree(a['run_dir'], R.run_dir(c, 0))                           # a folder holding another run's checkpoint
+    with pytest.raises(CheckpointError, match=r'epochs: 2 -> 3'): R.run_once(c, data, 0, progress=False)

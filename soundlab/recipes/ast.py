@@ -11,7 +11,7 @@ import numpy as np, pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from ..core import SoundlabError, DatasetError, data_dir, runs_root, get_device, seed_everything, config_digest
+from ..core import SoundlabError, DatasetError, data_dir, runs_root, get_device, seed_everything, run_config, run_folder
 from .. import dist
 from ..data.core import BadFiles
 from ..data.folder import prepare_folder, folder_folds
@@ -31,9 +31,9 @@ from .respiratory import RespiratoryConfig, make_step as contrastive_step, linea
 
 # %% auto #0
 __all__ = ['TASKS', 'VS_META', 'PRESETS', 'ASTConfig', 'ast_config', 'corpus_root', 'task_splits', 'class_names', 'build_model',
-           'logits', 'make_step', 'make_optimizer', 'fbank_norm', 'datasets', 'run_dir', 'scores_of', 'metrics_of',
-           'train_model', 'vocalsound_meta', 'train_mscl', 'run_esc50', 'run_speechcommands', 'group_accuracy',
-           'run_vocalsound', 'run_own', 'run_ast']
+           'logits', 'make_step', 'make_optimizer', 'fbank_norm', 'datasets', 'run_key', 'run_dir', 'scores_of',
+           'metrics_of', 'train_model', 'vocalsound_meta', 'train_mscl', 'run_esc50', 'run_speechcommands',
+           'group_accuracy', 'run_vocalsound', 'run_own', 'run_ast']
 
 # %% ../../nbs/44_recipes.ast.ipynb #c006
 TASKS = ('vocalsound', 'esc50', 'speechcommands')
@@ -196,15 +196,16 @@ def datasets(cfg:ASTConfig, train:list, evals:dict, n_classes:int, norm:tuple, c
 # %% ../../nbs/44_recipes.ast.ipynb #c019
 _MSCL_KEYS = ('metalabel', 'lam', 'tau', 'epochs2', 'lr2')
 
+_KEPT_NAMES = dict(cache_dtype='float32', stereo='mix', psla_mode='timm', method='ce')  # defaults left out: earlier run folders kept
+
+def run_key(cfg:ASTConfig) -> dict:
+    "Every setting that shapes a run of `cfg` (`core.run_config`; the feature modes give the same numbers, `folds` only picks runs)."
+    keep = run_config(cfg, ('folds', 'features', 'lazy_cache'), drop=_KEPT_NAMES)
+    return {k: v for k, v in keep.items() if not (cfg.method == 'ce' and k in _MSCL_KEYS)}  # earlier run folders kept
+
 def run_dir(cfg:ASTConfig, name:str) -> Path:
-    "The folder of one run: a hash of everything that changes the result."
-    keep = {k: v for k, v in asdict(cfg).items() if k not in ('out_dir', 'device', 'num_workers', 'eval_bs', 'folds', 'on_bad_file',
-                                                             'features', 'lazy_cache')}
-    if keep['cache_dtype'] == 'float32': del keep['cache_dtype']  # run folders of float32 runs keep their names
-    keep = {k: v for k, v in keep.items() if (k, v) not in (('stereo', 'mix'), ('psla_mode', 'timm'), ('method', 'ce'))}  # defaults: earlier run folders kept
-    if cfg.method == 'ce': keep = {k: v for k, v in keep.items() if k not in _MSCL_KEYS}  # earlier run folders kept
-    h = config_digest(keep, 10)
-    return Path(cfg.out_dir or runs_root())/f'ast_{cfg.task}_{cfg.model}_{h}'/name
+    "The folder of one run: `ast_<task>_<model>_<digest of run_key>/<name>`."
+    return run_folder(cfg.out_dir or runs_root(), f'ast_{cfg.task}_{cfg.model}', run_key(cfg))/name
 
 def scores_of(cfg:ASTConfig, model, ds:TaggingDataset, device) -> torch.Tensor:
     "(N, C) logits of `model` on an evaluation dataset."
@@ -236,7 +237,7 @@ def train_model(cfg:ASTConfig, train:list, evals:dict, # training records; {name
     out = run_dir(cfg, name)
     trainer = Trainer(model, with_frontend(make_step(cfg, opt), tr.device_frontend()), opt, sched, evaluate, monitor, out_dir=out,
                       device=cfg.device, precision=seed_precision(cfg.amp, 'fp16' if cfg.model == 'ast' else 'fp32'),
-                      seed=cfg.seed, progress=progress, desc=f'{cfg.task} {name}')
+                      seed=cfg.seed, progress=progress, desc=f'{cfg.task} {name}', run_config=run_key(cfg) | {'name': name})
     weights = sample_weights([r.labels for r in train], n_classes) if cfg.bal else None
     hist = trainer.fit(trainer.loader(tr, cfg.bs, shuffle=True, weights=weights, num_workers=cfg.num_workers), cfg.epochs)
     if len(per_epoch) < len(hist):  # resumed: the finished epochs' scores were not kept; recompute with the final model
@@ -276,7 +277,7 @@ def train_mscl(cfg:ASTConfig, train:list, evals:dict, n_classes:int, norm:tuple,
                        input_tdim=cfg.target_length, imagenet_pretrain=cfg.imagenet_pretrain, audioset_pretrain=cfg.audioset_pretrain)
     model = RespiratoryNet(enc, n_classes, n_meta=int(max(m.max() for m in meta.values())) + 1)  # forward = embed
     opt, sched = make_optimizer(cfg, model); out = run_dir(cfg, name)
-    common = dict(device=cfg.device, amp=cfg.amp, seed=cfg.seed, progress=progress)
+    common = dict(device=cfg.device, amp=cfg.amp, seed=cfg.seed, progress=progress, run_config=run_key(cfg) | {'name': name})
     trainer = Trainer(model, None, opt, sched, out_dir=out/'stage1', desc=f'{cfg.task} {name} M-SCL', **common)
     aug = SpecAugment(cfg.freqm, cfg.timem, 1, 1, layout='tf')
     trainer.step = contrastive_step(RespiratoryConfig(method='mscl', tau=cfg.tau, lam=cfg.lam), torch.ones(n_classes), trainer.generator,

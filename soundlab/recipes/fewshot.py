@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from ..core import data_dir, runs_root, get_device, seed_everything, config_digest
+from ..core import data_dir, runs_root, get_device, seed_everything, config_digest, run_config, run_folder
 from .. import dist
 from ..data.core import BadFiles
 from ..data.metaaudio import MetaAudio, EpisodicSampler, collate_episode, prepare_metaaudio, MULTI_SEGMENT
@@ -27,8 +27,8 @@ from ..models.registry import create_model
 # %% auto #0
 __all__ = ['SCENARIOS', 'PRESETS', 'apply_scenario', 'FewShotConfig', 'fewshot_config', 'experiment', 'corpus_root',
            'own_metaaudio', 'load_splits', 'run_episode', 'contrastive_loss_fn', 'episode_step', 'majority_vote',
-           'episode_accuracy', 'evaluate_tasks', 'RegistryEncoder', 'registry_encoder', 'run_dir', 'train_fewshot',
-           'run_fewshot', 'table_row', 'suggest', 'optuna_search']
+           'episode_accuracy', 'evaluate_tasks', 'RegistryEncoder', 'registry_encoder', 'run_key', 'run_dir',
+           'train_fewshot', 'run_fewshot', 'table_row', 'suggest', 'optuna_search']
 
 # %% ../../nbs/43_recipes.fewshot.ipynb #c004
 _NO_AUG = dict(train_query_augmentations=False, validation_query_augmentations=False, test_query_augmentations=False)
@@ -267,14 +267,24 @@ def registry_encoder(cfg:FewShotConfig) -> RegistryEncoder|None:
     return RegistryEncoder(create_model(cfg.encoder, weights=cfg.weights or None, **cfg.encoder_kw))
 
 # %% ../../nbs/43_recipes.fewshot.ipynb #c022
-def run_dir(cfg:FewShotConfig, exp:dict) -> Path:
-    "Checkpoint folder of one dataset x scenario run (a digest of everything that shapes it)."
+_IN_KEY = ('experiment_config', 'scenario', 'contrastive', 'dataset_name', 'encoder_name', 'use_attention', 'use_contrastive', 'cpl',
+           'angular', 'n_way', 'n_shot', 'n_query', 'num_epochs', 'n_training_tasks', 'n_testing_tasks', 'patience', 'lr',
+           'scheduler_milestones', 'scenario_overrides', 'synth', 'data_root', 'seed', 'model_config', 'encoder_pool',
+           'n_validation_tasks', 'encoder', 'weights', 'encoder_kw')  # in `exp`, the corpus marker, or the key's own names
+_KEPT_NAMES = dict(amp=True, dataset='')  # defaults left out: earlier run folders kept
+
+def run_key(cfg:FewShotConfig, exp:dict) -> dict:
+    "Every setting that shapes one dataset x scenario run: the experiment `exp`, the corpus, and the rest of `cfg`."
     marker = corpus_root(cfg)/'.synth.json'  # a regenerated synthetic corpus starts new runs
     key = dict(exp=exp, data=cfg.data_root, corpus=marker.read_text() if marker.exists() else '', seed=cfg.seed,
                model=cfg.model_config, pool=cfg.encoder_pool, val=cfg.n_validation_tasks)
     if cfg.encoder: key |= dict(encoder=cfg.encoder, weights=cfg.weights, encoder_kw=cfg.encoder_kw)  # earlier runs keep their folders
-    name = f"{exp['dataset_name']}_{cfg.scenario}_{cfg.encoder + '_' if cfg.encoder else ''}{'real' if cfg.data_root else 'synth'}_{config_digest(key)}"
-    return Path(cfg.out_dir or runs_root()/'fewshot')/name
+    return key | run_config(cfg, _IN_KEY, drop=_KEPT_NAMES)  # any other field (a new one too) joins
+
+def run_dir(cfg:FewShotConfig, exp:dict) -> Path:
+    "Checkpoint folder of one dataset x scenario run: readable name + a digest of `run_key`."
+    tag = f"{exp['dataset_name']}_{cfg.scenario}_{cfg.encoder + '_' if cfg.encoder else ''}{'real' if cfg.data_root else 'synth'}"
+    return run_folder(cfg.out_dir or runs_root()/'fewshot', tag, run_key(cfg, exp), 8)
 
 def _stopped(history:list, patience:int) -> bool:
     "True once `patience` epochs have passed since the best validation accuracy."
@@ -296,7 +306,7 @@ def train_fewshot(cfg:FewShotConfig, exp:dict, data:dict, mcfg:dict|None=None) -
         if not dist.is_main(): return {}
         return {'val_acc': float(evaluate_tasks(m, data['valid'], exp, 'validation', cfg.n_validation_tasks, cfg.seed + 1, dev).mean())}
     tr = Trainer(model, None, opt, sched, evaluate, 'val_acc', out_dir=out, device=cfg.device, precision=seed_precision(cfg.amp), seed=cfg.seed,
-                 progress=cfg.progress, desc=f"{exp['dataset_name']} {cfg.scenario}")
+                 progress=cfg.progress, desc=f"{exp['dataset_name']} {cfg.scenario}", run_config=run_key(cfg, exp))
     tr.step = episode_step(exp, tr.generator)
     W, S, Q = (exp[f'{k}_train'] for k in ('n_way', 'n_shot', 'n_query'))
     sampler = EpisodicSampler(data['train'].labels, W, S, Q, exp['n_training_tasks'], seed=cfg.seed)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from sklearn.metrics import precision_recall_curve
-from ..core import SoundlabError, DatasetError, data_dir, runs_root, seed_everything, get_device, config_digest, load_torch_file
+from ..core import SoundlabError, DatasetError, data_dir, runs_root, seed_everything, get_device, config_digest, load_torch_file, run_config, run_folder
 from .. import dist
 from ..data.core import BadFiles
 from ..features import FeatureCache
@@ -29,8 +29,8 @@ __all__ = ['THRESHOLDS', 'PRESETS', 'WA_COUNTS', 'AUDIOSET_PAPER', 'FSD50K_SKIP'
            'lr_milestones', 'runs_dir', 'corpus_root', 'prepare_datafiles', 'make_dataset', 'load_data', 'middle_pr',
            'psla_stats', 'label_prior_baseline', 'average_state_dicts', 'weight_average', 'ensemble_predictions',
            'label_thresholds', 'fix_type1', 'fix_type2', 'merge_labels', 'drop_unlikely', 'ontology_index',
-           'enhance_datafile', 'bce', 'psla_step', 'run_name', 'train_weights', 'train_psla', 'run_predictions',
-           'evaluate_run', 'multi_run_ensemble', 'enhancement_table', 'run_psla']
+           'enhance_datafile', 'bce', 'psla_step', 'run_key', 'run_name', 'train_weights', 'train_psla',
+           'run_predictions', 'evaluate_run', 'multi_run_ensemble', 'enhancement_table', 'run_psla']
 
 # %% ../../nbs/45_recipes.psla.ipynb #c005
 THRESHOLDS = ('none', 'mean', 'median', '5', '10', '25')  # the seed's label-modification thresholds `p`
@@ -313,17 +313,20 @@ def psla_step(cfg:PSLAConfig, opt:torch.optim.Optimizer, first_step=0, # the glo
     return step
 
 # %% ../../nbs/45_recipes.psla.ipynb #c044
-_RUN_FIELDS = ('dataset', 'data_root', 'synth', 'b', 'head_num', 'pretrain', 'bal', 'mixup', 'freqm', 'timem', 'target_length',
-               'epochs', 'bs', 'lr', 'warmup_steps', 'warmup_every', 'lr_start', 'lr_every', 'lr_decay', 'wa_start', 'wa_end',
-               'weight_decay', 'betas', 'norm_mean', 'norm_std', 'seed')
+_NOT_TRAINING = ('label_enhance', 'enhance_types', 'wa_count', 'ontology', 'features', 'lazy_cache')  # after training, named by
+                                                              # `labels`, or the same numbers (feature modes)
+_KEPT_NAMES = dict(model_mode='timm', amp=True, cache_dtype='float32')  # defaults left out: earlier run folders kept
 
-def _run_fields(cfg) -> dict:  # model_mode joins the digest only when not 'timm', so earlier runs keep their folders
-    return {k: getattr(cfg, k) for k in _RUN_FIELDS} | ({'model_mode': cfg.model_mode} if cfg.model_mode != 'timm' else {})
+def run_key(cfg:PSLAConfig, labels:str='none') -> dict:
+    "Every setting that shapes a run of `cfg` on the label set `labels` (`core.run_config`)."
+    return (run_config(cfg, _NOT_TRAINING, drop=_KEPT_NAMES) | {'labels': labels}
+            | ({} if labels == 'none' else {'enhance_types': cfg.enhance_types}))
 
 def run_name(cfg:PSLAConfig, labels:str='none') -> str:
     "A run's folder name: the seed's exp-dir pattern plus a digest of every setting it depends on."
-    return (f'psla_{cfg.dataset}_b{cfg.b}_h{cfg.head_num}_lr{cfg.lr}_fm{cfg.freqm}_tm{cfg.timem}_mix{cfg.mixup}_bal{cfg.bal}'
-            f'_bs{cfg.bs}_le{labels}_{"real" if cfg.data_root else "synth"}_{config_digest(_run_fields(cfg) | {"labels": labels})}')
+    tag = (f'psla_{cfg.dataset}_b{cfg.b}_h{cfg.head_num}_lr{cfg.lr}_fm{cfg.freqm}_tm{cfg.timem}_mix{cfg.mixup}_bal{cfg.bal}'
+           f'_bs{cfg.bs}_le{labels}_{"real" if cfg.data_root else "synth"}')
+    return run_folder(runs_dir(cfg), tag, run_key(cfg, labels), 8).name
 
 # %% ../../nbs/45_recipes.psla.ipynb #c045
 def _pred_fn(m, b): return m(b['x'])
@@ -372,7 +375,7 @@ def train_psla(cfg:PSLAConfig, data:dict, train_datafile=None, # default: the or
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, lr_milestones(cfg), gamma=cfg.lr_decay)
     ref = []; evaluate, targets = _evaluator(cfg, data, run_dir, ref)
     tr = Trainer(model, None, opt, sched, evaluate, 'val_mAP', out_dir=run_dir, device=cfg.device, precision=seed_precision(cfg.amp), seed=cfg.seed,
-                 progress=progress, desc=f'psla b{cfg.b} ({labels})'); ref.append(tr)
+                 progress=progress, desc=f'psla b{cfg.b} ({labels})', run_config=run_key(cfg, labels)); ref.append(tr)
     ds = make_dataset(cfg, train_datafile, files['label_csv'], True, data['norm'], bad=data.get('bad'))
     if cfg.on_bad_file == 'skip':  # find (and drop) bad clips before sampling weights are matched to the clips
         with dist.main_first(): ds.prepare(progress=False)

@@ -10,7 +10,7 @@ import numpy as np, pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
-from ..core import data_dir, runs_root, seed_everything
+from ..core import data_dir, runs_root, seed_everything, run_config, run_folder
 from ..features import RespiratoryMel, FeatureCache
 from ..augment import SpecAugment
 from ..data.core import precompute, BadFiles, SegmentDataset, meta_labels
@@ -29,7 +29,7 @@ from ..train import Trainer, predict, load_checkpoint, update_table, seed_precis
 __all__ = ['METHODS', 'PATCH_FAMILIES', 'CLASS_NAMES', 'OWN_DATA', 'PRESETS', 'METHOD_NAMES', 'RespiratoryConfig',
            'respiratory_config', 'corpus_root', 'RespiratoryMelDB', 'batch_scale', 'model_input', 'backbone_kw',
            'input_spec', 'frontend_of', 'load_cycles', 'build_model', 'make_step', 'own_scores', 'val_split',
-           'linear_eval', 'run_once', 'run_tag', 'fmt_mean_std', 'summarize', 'run_respiratory']
+           'linear_eval', 'run_once', 'run_tag', 'run_key', 'run_dir', 'fmt_mean_std', 'summarize', 'run_respiratory']
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c006
 METHODS = ('sl', 'scl', 'hybrid', 'mscl', 'patchmix')
@@ -306,8 +306,9 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
     score_fn = own_scores if cfg.dataset.lower() in OWN_DATA else icbhi_scores
     model = build_model(cfg, n_meta=int(torch.cat([tr_['meta'], te['meta']]).max()) + 1, n_classes=n_classes)
     weights = class_weights(tr_['y'], n_classes)
-    run_dir = Path(cfg.out_dir or runs_root())/run_tag(cfg)/f'seed{seed}'
-    common = dict(device=cfg.device, precision=seed_precision(cfg.amp), seed=seed, progress=progress)
+    rd = run_dir(cfg, seed)
+    common = dict(device=cfg.device, precision=seed_precision(cfg.amp), seed=seed, progress=progress,
+                  run_config=run_key(cfg) | {'run_seed': seed})  # a checkpoint of other settings is refused, not resumed
     supervised = cfg.method in ('sl', 'hybrid', 'patchmix')
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.wd)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.t_max, eta_min=cfg.eta_min)
@@ -315,12 +316,12 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
     classify = lambda m, xb: m.classify(m.embed(prep(xb.to(next(m.parameters()).device))))
     val = None if va is None else (va['x'], va['y'])
     trainer = Trainer(model, None, opt, sched, _evaluator(te['x'], te['y'], classify, cfg.bs, val, score_fn) if supervised else None,
-                      monitor=sel if supervised else None, out_dir=run_dir/'stage1',
+                      monitor=sel if supervised else None, out_dir=rd/'stage1',
                       channels_last=cfg.channels_last, desc=f'{cfg.method} {cfg.backbone}', **common)
     trainer.step = make_step(cfg, weights, trainer.generator)
     hist = trainer.fit(trainer.loader(TensorDataset(tr_['x'], tr_['y'], tr_['meta']), cfg.bs), cfg.epochs)
     if supervised:
-        y_pred = _best_predictions(model, run_dir/'stage1'/'best.pt', te['x'], classify, cfg.bs)
+        y_pred = _best_predictions(model, rd/'stage1'/'best.pt', te['x'], classify, cfg.bs)
         hist = hist.assign(stage='supervised')
     embed = lambda m, b: m.embed(prep(b[0]))
     split_x = {'train': tr_['x'], 'test': te['x']} | ({} if va is None else {'val': va['x']})
@@ -330,16 +331,16 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
     if not supervised:
         ev2 = _evaluator(emb['test'], te['y'], lambda m, eb: m(eb.to(next(m.parameters()).device)), cfg.bs,
                          None if va is None else (emb['val'], va['y']), score_fn)
-        clf, h2 = linear_eval(emb['train'], tr_['y'], n_classes, ev2, sel, run_dir/'linear', cfg.lr2, cfg.wd, cfg.epochs2,
+        clf, h2 = linear_eval(emb['train'], tr_['y'], n_classes, ev2, sel, rd/'linear', cfg.lr2, cfg.wd, cfg.epochs2,
                               cfg.bs, None if cfg.noweights else weights, **common)
-        y_pred = _best_predictions(clf, run_dir/'linear'/'best.pt', emb['test'], lambda m, eb: m(eb), cfg.bs)
+        y_pred = _best_predictions(clf, rd/'linear'/'best.pt', emb['test'], lambda m, eb: m(eb), cfg.bs)
         hist = pd.concat([hist.assign(stage='contrastive'), h2.assign(stage='linear')], ignore_index=True)
     scored = hist.dropna(subset=[sel]).reset_index(drop=True)
     best, last = scored.loc[scored[sel].idxmax()], scored.iloc[-1]  # the first best epoch, as the Trainer's best.pt
     return dict(seed=seed, sp=best.test_sp, se=best.test_se, score=best.test_score, best_epoch=int(best.epoch),
                 select=cfg.select, val_score=best.val_score if va is not None else float('nan'),
                 acc=best.get('test_acc', float('nan')), last_sp=last.test_sp, last_se=last.test_se, last_score=last.test_score, last_acc=last.get('test_acc', float('nan')), history=hist,
-                y_true=te['y'], y_pred=y_pred, embeddings=emb['test'], run_dir=run_dir,
+                y_true=te['y'], y_pred=y_pred, embeddings=emb['test'], run_dir=rd,
                 params_m=sum(p.numel() for p in model.backbone.parameters()) / 1e6)
 
 def run_tag(cfg:RespiratoryConfig) -> str:
@@ -352,6 +353,14 @@ def run_tag(cfg:RespiratoryConfig) -> str:
              + ('' if cfg.per_clip else '_batchscale'))
     bkw = ''.join(f'_{k}{v}' for k, v in sorted(cfg.backbone_kw.items()))
     return f'{ds}_{cfg.backbone}{bkw}_{cfg.method}{meta}_{init}_{"real" if cfg.data_root else "synth"}{extra}'
+
+def run_key(cfg:RespiratoryConfig) -> dict:
+    "Every setting that shapes a run of `cfg` (`core.run_config`; `n_runs` only says how many seeds run)."
+    return run_config(cfg, ('n_runs',))
+
+def run_dir(cfg:RespiratoryConfig, seed:int) -> Path:
+    "Checkpoint folder of one run: `<out_dir>/<run_tag>_<digest of run_key>/seed<seed>`."
+    return run_folder(cfg.out_dir or runs_root(), run_tag(cfg), run_key(cfg))/f'seed{seed}'
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c017
 def fmt_mean_std(values) -> str:

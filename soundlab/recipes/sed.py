@@ -12,7 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
-from ..core import SoundlabError, DatasetError, atomic_write, data_dir, runs_root, get_device, seed_everything, config_digest, load_torch_file
+from ..core import SoundlabError, DatasetError, atomic_write, data_dir, runs_root, get_device, seed_everything, load_torch_file, run_config, run_folder
 from ..features import SEDLogmel, FeatureCache, clip_patches
 from ..augment import SimCLRViews, SpecAugment, sample_patches
 from ..data.fsdnoisy18k import CLASSES, FSDnoisy18k, prepare_fsdnoisy18k, collate_clips
@@ -26,8 +26,9 @@ from ..train import Trainer, predict, load_checkpoint, save_checkpoint, update_t
 
 # %% auto #0
 __all__ = ['STAGES', 'PRESETS', 'SEDConfig', 'sed_config', 'stage_overrides', 'milestones', 'corpus_root', 'own_splits',
-           'load_clips', 'PatchSet', 'clip_average', 'SimCLRNet', 'init_name', 'stage_dir', 'build_encoder',
-           'make_views', 'pretrain_step', 'pretrain', 'lineval', 'finetune_step', 'finetune', 'table_row', 'run_sed']
+           'load_clips', 'PatchSet', 'clip_average', 'SimCLRNet', 'init_name', 'stage_dir', 'stage_key',
+           'build_encoder', 'make_views', 'pretrain_step', 'pretrain', 'lineval', 'finetune_step', 'finetune',
+           'table_row', 'run_sed']
 
 # %% ../../nbs/42_recipes.sed.ipynb #c006
 STAGES = ('pretrain', 'lineval', 'finetune')
@@ -154,10 +155,12 @@ class SimCLRNet(nn.Module):
     def forward(self, x): return self.head(self.encoder.embed(x))
 
 
-_COMMON = ('data_root', 'synth', 'arch', 'seed', 'patch_len', 'patch_hop')
-_FIELDS = {'pretrain': ('epochs', 'bs', 'lr', 'lr_steps', 'tau', 'proj_hidden', 'proj_dim', 'momentum', 'wd', 'mix_back', 'rrc', 'compand', 'noise', 'specaugment', 'view_passes'),
-           'lineval': ('train_on_clean', 'val_fraction', 'lineval_epochs', 'lineval_bs', 'lineval_lr', 'downstream_lr_steps', 'momentum', 'wd', 'standardize'),
-           'finetune': ('train_on_clean', 'val_fraction', 'finetune_epochs', 'finetune_bs', 'finetune_lr', 'downstream_lr_steps', 'momentum', 'wd')}
+_PRETRAIN = ('epochs', 'bs', 'lr', 'lr_steps', 'tau', 'proj_hidden', 'proj_dim', 'mix_back', 'rrc', 'compand', 'noise', 'specaugment', 'view_passes')
+_LINEVAL, _FINETUNE = ('lineval_epochs', 'lineval_bs', 'lineval_lr', 'standardize'), ('finetune_epochs', 'finetune_bs', 'finetune_lr')
+_DOWNSTREAM = ('train_on_clean', 'val_fraction', 'downstream_lr_steps', 'encoder_path')
+_NOT_IN = {'pretrain': _DOWNSTREAM + _LINEVAL + _FINETUNE,  # settings of the other stages (a new field joins every stage's key)
+           'lineval': _PRETRAIN + _FINETUNE + ('encoder_path',), 'finetune': _PRETRAIN + _LINEVAL + ('encoder_path',)}
+_KEPT_NAMES = dict(dataset='', amp=True)  # defaults left out: earlier run folders kept
 
 # %% ../../nbs/42_recipes.sed.ipynb #c021
 def init_name(cfg:SEDConfig) -> str:
@@ -167,11 +170,14 @@ def init_name(cfg:SEDConfig) -> str:
 
 def stage_dir(cfg:SEDConfig, stage:str) -> Path:
     "Checkpoint folder of `stage` for `cfg`: named after the stage (and init) and a digest of the settings it depends on."
-    d = {k: getattr(cfg, k) for k in _COMMON + _FIELDS[stage]}
-    if stage != 'pretrain':
-        d['init'] = cfg.encoder_path or stage_dir(cfg, 'pretrain').name
     tag = stage if stage == 'pretrain' else f'{stage}_{init_name(cfg)}'
-    return Path(cfg.out_dir or runs_root())/f'sed_{cfg.arch}_{"real" if cfg.data_root else "synth"}'/f'{tag}_{config_digest(d)}'
+    return run_folder(Path(cfg.out_dir or runs_root())/f'sed_{cfg.arch}_{"real" if cfg.data_root else "synth"}', tag, stage_key(cfg, stage), 8)
+
+def stage_key(cfg:SEDConfig, stage:str) -> dict:
+    "Every setting that shapes `stage` of `cfg` (`core.run_config`), with the encoder it starts from downstream."
+    d = run_config(cfg, _NOT_IN[stage], drop=_KEPT_NAMES)
+    if stage != 'pretrain': d['init'] = cfg.encoder_path or stage_dir(cfg, 'pretrain').name
+    return d
 
 # %% ../../nbs/42_recipes.sed.ipynb #c022
 def build_encoder(cfg:SEDConfig, data:dict) -> tuple:
@@ -216,7 +222,8 @@ class _Clips(Dataset):
     def __getitem__(self, i): return dict(x=self.d['x'][i], y=self.d['y'][i], id=self.d['ids'][i], index=i)
 
 def _sgd(params, lr, cfg): return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.wd)
-def _common(cfg, progress): return dict(device=cfg.device, precision=seed_precision(cfg.amp), channels_last=cfg.channels_last, seed=cfg.seed, progress=progress)
+def _common(cfg, progress, stage): return dict(device=cfg.device, precision=seed_precision(cfg.amp), channels_last=cfg.channels_last, seed=cfg.seed,
+                                           progress=progress, run_config=stage_key(cfg, stage))
 
 # %% ../../nbs/42_recipes.sed.ipynb #c026
 def pretrain(cfg:SEDConfig, data:dict, progress:bool=True) -> dict:
@@ -227,7 +234,7 @@ def pretrain(cfg:SEDConfig, data:dict, progress:bool=True) -> dict:
     opt = _sgd(net.parameters(), cfg.lr, cfg)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones(cfg.epochs, cfg.lr_steps), 0.1)
     out = stage_dir(cfg, 'pretrain')
-    tr = Trainer(net, None, opt, sched, out_dir=out, desc=f'pretrain {cfg.arch}', **_common(cfg, progress))
+    tr = Trainer(net, None, opt, sched, out_dir=out, desc=f'pretrain {cfg.arch}', **_common(cfg, progress, 'pretrain'))
     tr.step = pretrain_step(cfg, make_views(cfg, data['norm']), tr.generator, backgrounds=data['pretrain']['x'])
     n = len(data['pretrain']['x'])
     loader = tr.loader(_Clips(data['pretrain']), cfg.bs, collate_fn=collate_clips, drop_last=n > cfg.bs)
@@ -265,7 +272,7 @@ def lineval(cfg:SEDConfig, data:dict, progress:bool=True) -> dict:
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones(cfg.lineval_epochs, cfg.downstream_lr_steps), 0.1)
     tr = Trainer(clf, lambda m, b: {'loss': F.cross_entropy(m(b[0]).float(), b[1])}, opt, sched,
                  lambda m: {'val_bacc': _bacc(data['val']['y'], score(m, 'val'))}, 'val_bacc', out_dir=out,
-                 desc=f'lineval {init_name(cfg)}', **_common(cfg, progress))
+                 desc=f'lineval {init_name(cfg)}', **_common(cfg, progress, 'lineval'))
     ytr = data['train']['y'][sets['train'].clip]
     hist = tr.fit(tr.loader(TensorDataset(feats['train'], ytr), cfg.lineval_bs), cfg.lineval_epochs)
     clf.load_state_dict(load_checkpoint(out/'best.pt')['model']); clf.eval()
@@ -293,7 +300,7 @@ def finetune(cfg:SEDConfig, data:dict, progress:bool=True) -> dict:
     opt = _sgd(model.parameters(), cfg.finetune_lr, cfg); out = stage_dir(cfg, 'finetune')
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones(cfg.finetune_epochs, cfg.downstream_lr_steps), 0.1)
     evaluate = lambda m: {'val_bacc': _bacc(data['val']['y'], _clip_probs(m, sets['val'], len(data['val']['x']), norm, cfg, dev))}
-    tr = Trainer(model, None, opt, sched, evaluate, 'val_bacc', out_dir=out, desc=f'finetune {init_name(cfg)}', **_common(cfg, progress))
+    tr = Trainer(model, None, opt, sched, evaluate, 'val_bacc', out_dir=out, desc=f'finetune {init_name(cfg)}', **_common(cfg, progress, 'finetune'))
     tr.step = finetune_step(cfg, norm, tr.generator)
     hist = tr.fit(tr.loader(_Clips(data['train']), cfg.finetune_bs, collate_fn=collate_clips), cfg.finetune_epochs)
     model.load_state_dict(load_checkpoint(out/'best.pt')['model'])
