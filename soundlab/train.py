@@ -342,12 +342,15 @@ def update_table(row:dict, # one configuration's results
                  csv_path, # the table's CSV (its Markdown twin is written beside it, same name, .md)
                  key:str='tag', # the column identifying a configuration
                  hidden:tuple=('tag',), # columns kept in the CSV but left out of the Markdown
-                 precision:str|None=None, # e.g. precision_name(cfg.device, cfg.amp); None: this machine's default
+                 precision:str|None=None, # precision_name(cfg.device, cfg.amp); required unless `row` has a 'precision'
                  device='auto', # the run's device, for the `machine` column
                 ) -> pd.DataFrame:
     "Insert or replace `row` (by `key`) in the CSV table with its `precision` and `machine`; rewrite it and its Markdown twin atomically."
     csv_path = Path(csv_path)
-    row = {**row, 'precision': row.get('precision') or precision or precision_name(device),
+    if not (row.get('precision') or precision):  # a guess from `device` alone would call an fp32 (amp=False) run autocast
+        raise ValueError(f"update_table({csv_path.name}): pass precision=precision_name(cfg.device, cfg.amp) "
+                         f"(the run's own device and amp), or give the row a 'precision' value")
+    row = {**row, 'precision': row.get('precision') or precision,
            'machine': row.get('machine') or machine_name(device)}
     table = pd.read_csv(csv_path) if csv_path.exists() else pd.DataFrame()
     new = pd.DataFrame([row])

@@ -105,16 +105,16 @@ def _recipe_env(tmp_path):
     return data, {'SOUNDLAB_DATA': str(data), 'OMP_NUM_THREADS': '1',
                   'PYTHONPATH': os.pathsep.join([str(Path(__file__).parent), os.environ.get('PYTHONPATH', '')])}
 
-def _table(row:dict, path:str):
+def _table(row:dict, path:str, cfg):
     "The run notebooks' table write: `update_table` (rank 0 only) plus the skipped-file list."
-    from soundlab.train import update_table
-    return update_table(row, Path(path))
+    from soundlab.train import update_table, precision_name
+    return update_table(row, Path(path), precision=precision_name(cfg.device, cfg.amp), device=cfg.device)
 
 def ast_ddp(cfg, table:str) -> dict:
     from soundlab import dist
     from soundlab.recipes.ast import run_ast
     res = run_ast(cfg, progress=False)
-    _table({'tag': 'ddp', 'mean acc (%)': res['mean_acc']}, table)
+    _table({'tag': 'ddp', 'mean acc (%)': res['mean_acc']}, table, cfg)
     if dist.is_main(): res['bad'].write(Path(table).with_name('ast_skipped.csv'))
     return dict(world=dist.world_size(), mean_acc=res['mean_acc'], norm=res['norm'], n_hist=len(res['runs'][cfg.folds[0]]['history']))
 
@@ -123,7 +123,7 @@ def psla_ddp(cfg, table:str) -> dict:
     from soundlab.recipes.psla import run_psla
     res = run_psla(cfg, progress=False, verbose=False)
     df = res['results']['none']
-    _table({'tag': 'ddp', 'eval mAP': float(df[(df.model == 'wa') & (df.set == 'evaluation')].mAP.iloc[0])}, table)
+    _table({'tag': 'ddp', 'eval mAP': float(df[(df.model == 'wa') & (df.set == 'evaluation')].mAP.iloc[0])}, table, cfg)
     if dist.is_main(): res['data']['bad'].write(Path(table).with_name('psla_skipped.csv'))
     return dict(world=dist.world_size(), results=df, enhancement=res['enhancement'], runs=[r['run_dir'] for r in res['runs']])
 
@@ -131,7 +131,7 @@ def fewshot_ddp(cfg, table:str) -> dict:
     from soundlab import dist
     from soundlab.recipes.fewshot import run_fewshot, table_row
     r = run_fewshot(cfg)
-    _table(table_row(r), table)
+    _table(table_row(r), table, cfg)
     return dict(world=dist.world_size(), acc=r['acc'], accs=r['test_accs'], history=r['history'], run_dir=r['run_dir'])
 
 def test_ast_recipe_two_processes(tmp_path):

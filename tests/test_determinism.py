@@ -12,11 +12,12 @@ SCRIPT = textwrap.dedent('''
     import sys, json
     from pathlib import Path
     import soundlab.recipes.respiratory as R
-    from soundlab.train import update_table
+    from soundlab.train import update_table, precision_name
     out = Path(sys.argv[1])
     cfg = R.respiratory_config('smoke', method='mscl', duration=1., out_dir=str(out / 'runs'))
     row, runs = R.run_respiratory(cfg, progress=False)
-    update_table(row, out / 'icbhi_results.csv', hidden=('tag', 'score_mean'))
+    update_table(row, out / 'icbhi_results.csv', hidden=('tag', 'score_mean'),
+                 precision=precision_name(cfg.device, cfg.amp), device=cfg.device)
     runs[0]['history'].drop(columns=['seconds']).to_csv(out / 'history.csv', index=False)
     (out / 'y_pred.txt').write_text(' '.join(map(str, runs[0]['y_pred'].tolist())))
 ''')
