@@ -14,6 +14,12 @@ preset already defaults to fp32 says so in `default`.
 
     .venv/bin/python benchmarks/bench_precision.py [--recipes resp-ce resp-mscl sed fewshot ast-vocalsound ast-esc50 psla]
         [--precisions fp32 bf16] [--seeds 0 1 2] [--epochs N] [--summary-only]
+    .venv/bin/python benchmarks/bench_precision.py --cross-eval DIR   # after a run with --runs-dir DIR
+
+`--cross-eval` separates training precision from evaluation precision for the resp-ce runs kept under DIR: every
+run's `best.pt` is re-evaluated on the test split with fp32 and with bf16 autocast (same weights), printing both
+Scores, the share of test cycles whose predicted class flips, and the largest logit difference
+(`benchmarks/results/bench_precision_cross_eval.csv`).
 """
 import argparse, contextlib, io, json, math, os, platform, sys, tempfile, time
 from dataclasses import replace
@@ -128,6 +134,33 @@ def summarize(runs_csv, recipes) -> 'pd.DataFrame':
     return pd.DataFrame(rows)
 
 
+def cross_eval(runs_dir) -> 'pd.DataFrame':
+    "Each kept respiratory run's best.pt evaluated in fp32 and in bf16 autocast: does evaluation precision move the Score?"
+    import pandas as pd, torch
+    from soundlab.recipes.respiratory import respiratory_config, load_cycles, build_model, model_input
+    from soundlab.metrics import icbhi_scores
+    from soundlab.train import load_checkpoint
+    rows = []
+    for rec, method in (('resp-ce', 'sl'),):  # supervised runs: best.pt holds the whole classifier
+        cks = sorted(Path(runs_dir).glob(f'{rec}/*/seed*/*/seed*/stage1/best.pt'))
+        if not cks: continue
+        cfg = respiratory_config('demo', method=method); data = load_cycles(cfg, progress=False); te = data['test']
+        model = build_model(cfg, n_meta=int(torch.cat([data['train']['meta'], te['meta']]).max()) + 1, n_classes=4)
+        prep = model_input(cfg)
+        for ck in cks:
+            model.load_state_dict(load_checkpoint(ck)['model']); model.eval()
+            out = {}
+            for prec, ctx in (('fp32', torch.autocast('cpu', enabled=False)), ('bf16', torch.autocast('cpu', dtype=torch.bfloat16))):
+                with torch.no_grad(), ctx:
+                    out[prec] = torch.cat([model.classify(model.embed(prep(xb))).float() for xb in te['x'].split(32)])
+            rows.append(dict(recipe=rec, trained=ck.relative_to(runs_dir).parts[1], seed=ck.relative_to(runs_dir).parts[2],
+                             score_eval_fp32=icbhi_scores(te['y'], out['fp32'].argmax(1))['score'],
+                             score_eval_bf16=icbhi_scores(te['y'], out['bf16'].argmax(1))['score'],
+                             flips_pct=100 * (out['fp32'].argmax(1) != out['bf16'].argmax(1)).float().mean().item(),
+                             max_abs_dlogit=(out['fp32'] - out['bf16']).abs().max().item()))
+    return pd.DataFrame(rows)
+
+
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--recipes', nargs='+', default=list(RECIPES), choices=RECIPES)
@@ -136,6 +169,7 @@ if __name__ == '__main__':
     p.add_argument('--epochs', type=int, default=None, help="training epochs (default: the demo preset's)")
     p.add_argument('--runs-dir', default=None, help='keep run folders here (RECIPE/PRECISION/seedN): an interrupted run resumes')
     p.add_argument('--summary-only', action='store_true', help='only rebuild the table from the runs CSV')
+    p.add_argument('--cross-eval', default=None, metavar='RUNS_DIR', help="re-evaluate the kept resp-ce runs' best.pt in fp32 and bf16")
     p.add_argument('--runs-csv', default=str(RESULTS/'bench_precision_runs.csv'))
     p.add_argument('--out', default=str(RESULTS/'bench_precision.csv'))
     args = p.parse_args()
@@ -145,6 +179,9 @@ if __name__ == '__main__':
     info = cpu_info(); runs_csv = Path(args.runs_csv); runs_csv.parent.mkdir(parents=True, exist_ok=True)
     print(f"{info['cpu']} [{info['cpu_flags']}], {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"CPU mixed precision: {autocast_dtype('cpu')}", flush=True)
+    if args.cross_eval:
+        ce = cross_eval(args.cross_eval); print(ce.round(3).to_markdown(index=False))
+        ce.to_csv(RESULTS/'bench_precision_cross_eval.csv', index=False); raise SystemExit
     if not args.summary_only:
         for rec in args.recipes:
             for seed in args.seeds:
