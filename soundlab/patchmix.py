@@ -6,10 +6,12 @@
 from __future__ import annotations
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
+from .models.panns import RespiratoryNet, ProjectionHead
 
 # %% auto #0
-__all__ = ['patch_mix', 'patchmix_con_loss']
+__all__ = ['patch_mix', 'patchmix_con_loss', 'check_patch_based', 'patchmix_net', 'patchmix_step']
 
 # %% ../nbs/31_patchmix.ipynb #p005
 def patch_mix(tokens:torch.Tensor, # (B, N, D) patch embeddings (before positions are added)
@@ -49,3 +51,35 @@ def patchmix_con_loss(anchor:torch.Tensor, # (B, P) projections of the mixed sam
         logits = logits.masked_fill(~keep, float('-inf'))
     log_prob = logits.log_softmax(1).masked_fill(w == 0, 0.)
     return -((w * log_prob).sum(1) / w.sum(1)).mean()
+
+# %% ../nbs/31_patchmix.ipynb #p013
+def check_patch_based(backbone:nn.Module):
+    "Raise a clear error unless `backbone` is a patch-based registry model (`patch_tokens` / `embed_tokens`)."
+    if not getattr(backbone, 'patch_based', False):
+        name = getattr(backbone, 'name', type(backbone).__name__)
+        raise ValueError(f'Patch-Mix mixes patch tokens: it needs a patch-based backbone (ast_*), not {name!r}')
+
+def patchmix_net(backbone:nn.Module, # a patch-based registry model, e.g. `create_model('ast_tiny224')` (no head)
+                 n_classes:int, # classes of the linear classifier
+                ) -> RespiratoryNet:
+    "Backbone + linear classifier + the Patch-Mix projector (back to the embedding width, as the paper's)."
+    check_patch_based(backbone)
+    model = RespiratoryNet(backbone, n_classes=n_classes)
+    model.projector = ProjectionHead(model.embed_dim, model.embed_dim)
+    return model
+
+def patchmix_step(model:RespiratoryNet, # `patchmix_net(...)`: backbone, classify, project
+                  x:torch.Tensor, # the (augmented) input batch the backbone expects
+                  y:torch.Tensor, # targets of `ce`
+                  ce, # ce(logits, y) -> the supervised loss (class-weighted CE, soft-target CE, BCE, ...)
+                  generator:torch.Generator|None=None, # draws the ratio, the partners and the mixed positions
+                  beta:float=1., tau:float=0.06, # Beta(beta, beta) mixing ratio; temperature
+                  alpha:float=1., # weight of the Patch-Mix contrastive term
+                 ) -> dict:
+    "One Patch-Mix CL step: {'loss': ce + alpha * patchmix, 'ce', 'patchmix'} (the patchmix term on a patch-mixed copy)."
+    bb = model.backbone; check_patch_based(bb)
+    tok = bb.patch_tokens(x); h = bb.embed_tokens(tok)
+    l_ce = ce(model.classify(h), y)
+    mixed, lam, index, _ = patch_mix(tok, beta, generator)
+    l_pm = patchmix_con_loss(model.project(bb.embed_tokens(mixed)), h.detach(), index, lam, tau)  # 'grad_block' targets
+    return {'loss': l_ce + alpha * l_pm, 'ce': l_ce, 'patchmix': l_pm}

@@ -93,3 +93,18 @@ def test_run_vocalsound_mscl_smoke(tmp_path, shared_data):
     assert table['method'][0] == 'M-SCL (gender)' and table['tag'][0].endswith('_mscl-gender')
     assert table['test acc (%)'].between(0, 100).all() and {'f (%)', 'm (%)'} <= set(table.columns)
     assert (tmp_path / 'ast_vocalsound_curves.png').stat().st_size > 1000
+
+def test_run_vocalsound_patchmix_smoke(tmp_path, shared_data):
+    "-p method patchmix: CE + Patch-Mix contrastive learning (soundlab.patchmix) on VocalSound, one smoke epoch."
+    res = run_notebook('run_vocalsound.ipynb', tmp_path, shared_data, preset='smoke', method='patchmix', out_dir=str(tmp_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    table = pd.read_csv(tmp_path / 'ast_vocalsound_results.csv')
+    assert table['method'][0] == 'Patch-Mix CL' and table['tag'][0].endswith('_patchmix')
+    assert table['test acc (%)'].between(0, 100).all()
+
+def test_run_esc50_patchmix_smoke(tmp_path, shared_data):
+    "-p method patchmix on ESC-50 (one fold; PSLA's refusal is tested in nbs/44_recipes.ast.ipynb)."
+    res = run_notebook('run_esc50.ipynb', tmp_path, shared_data, preset='smoke', method='patchmix', folds='[1]', out_dir=str(tmp_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    table = pd.read_csv(tmp_path / 'ast_esc50_results.csv')
+    assert table['method'][0] == 'Patch-Mix CL' and table['tag'][0].endswith('_patchmix') and 0 <= table['mean acc (%)'][0] <= 100

@@ -27,6 +27,7 @@ from ..streaming import check_features, with_frontend
 from ..augment import SpecAugment
 from ..models.panns import RespiratoryNet
 from ..models.registry import create_model
+from ..patchmix import patchmix_net, patchmix_step
 from .respiratory import RespiratoryConfig, make_step as contrastive_step, linear_eval
 
 # %% auto #0
@@ -66,10 +67,12 @@ class ASTConfig:
     cache_dtype:str='float32'; lazy_cache:bool=False # 'float16' halves the cache; fill it during the first epoch
     seed:int=0; device:str='auto'; amp:bool=True
     synth:dict=field(default_factory=dict) # arguments of the synthetic corpus maker
-    method:str='ce' # 'ce': the seeds' supervised fine-tuning; 'mscl': seed 000's M-SCL on speaker metadata, then linear eval
+    method:str='ce' # 'ce': the seeds' supervised fine-tuning; 'mscl': seed 000's M-SCL on speaker metadata, then linear eval;
+                    # 'patchmix': Patch-Mix contrastive learning (Bae et al. 2023; model 'ast' only) on top of the supervised loss
     metalabel:str='gender' # M-SCL metadata (VocalSound): 'gender', 'age' (age band) or 'gender_age'
     lam:float=0.75; tau:float=0.06 # M-SCL: weight of the class term; SupCon temperature
     epochs2:int=50; lr2:float=1e-3 # M-SCL: linear-evaluation epochs and lr
+    mix_beta:float=1.; pm_alpha:float=1. # Patch-Mix: Beta(mix_beta, mix_beta) mixing ratio; weight of its contrastive term (tau: its temperature)
     out_dir:str='' # runs; '' = data_dir()/runs
 
 # %% ../../nbs/44_recipes.ast.ipynb #c007
@@ -111,7 +114,9 @@ def ast_config(preset:str='demo', # 'paper', 'demo' or 'smoke'
     if cfg.dataset and not cfg.data_root: raise ValueError(f'dataset={cfg.dataset!r} needs data_root: a CSV, class folders or datafiles')
     if cfg.loss not in ('CE', 'BCE'): raise ValueError(f"loss must be 'CE' or 'BCE', got {cfg.loss!r}")
     check_features(cfg.features)
-    if cfg.method not in ('ce', 'mscl'): raise ValueError(f"method must be 'ce' or 'mscl', got {cfg.method!r}")
+    if cfg.method not in ('ce', 'mscl', 'patchmix'): raise ValueError(f"method must be 'ce', 'mscl' or 'patchmix', got {cfg.method!r}")
+    if cfg.method == 'patchmix' and cfg.model != 'ast':
+        raise ValueError(f"method='patchmix' mixes patch tokens: it needs a patch-based backbone (model 'ast'), not {cfg.model!r} (PSLA's EfficientNet)")
     if cfg.method == 'mscl' and (cfg.task != 'vocalsound' or cfg.model != 'ast'):
         raise ValueError(f"method='mscl' needs speaker metadata and an AST: task 'vocalsound', model 'ast' (got {cfg.task!r}, {cfg.model!r})")
     if cfg.metalabel not in VS_META: raise ValueError(f'metalabel must be one of {list(VS_META)}, got {cfg.metalabel!r}')
@@ -142,6 +147,10 @@ def class_names(cfg:ASTConfig) -> list:
 # %% ../../nbs/44_recipes.ast.ipynb #c013
 def build_model(cfg:ASTConfig, n_classes:int) -> torch.nn.Module:
     "The network of `cfg` with `n_classes` outputs; input (B, target_length, num_mel_bins)."
+    if cfg.method == 'patchmix':  # the registry's AST (patch tokens) in soundlab.patchmix's network: classifier + projector
+        return patchmix_net(create_model(f'ast_{cfg.model_size}', fstride=cfg.fstride, tstride=cfg.tstride, input_fdim=cfg.num_mel_bins,
+                                         input_tdim=cfg.target_length, imagenet_pretrain=cfg.imagenet_pretrain,
+                                         audioset_pretrain=cfg.audioset_pretrain), n_classes)
     if cfg.model == 'ast':
         return ASTModel(n_classes, cfg.fstride, cfg.tstride, cfg.num_mel_bins, cfg.target_length, cfg.imagenet_pretrain,
                         cfg.audioset_pretrain, cfg.model_size)
@@ -150,20 +159,23 @@ def build_model(cfg:ASTConfig, n_classes:int) -> torch.nn.Module:
 
 def logits(cfg:ASTConfig, model, x:torch.Tensor) -> torch.Tensor:
     "Raw logits of `model` on a batch (PSLA's model outputs probabilities: their logit)."
+    if cfg.method == 'patchmix': return model.classify(model.embed(x)).float()
     out = model(x).float()
     return torch.logit(out.clamp(1e-6, 1 - 1e-6)) if cfg.model == 'psla' else out
 
 # %% ../../nbs/44_recipes.ast.ipynb #c014
-def make_step(cfg:ASTConfig, opt:torch.optim.Optimizer):
-    "step(model, batch) -> {'loss'}: warm-up, then CE (soft targets) or BCE on the logits."
+def make_step(cfg:ASTConfig, opt:torch.optim.Optimizer,
+              generator:torch.Generator|None=None, # method='patchmix': draws the mixing (the trainer's generator)
+             ):
+    "step(model, batch) -> {'loss', ...}: warm-up, then CE (soft targets) or BCE on the logits (+ Patch-Mix's term)."
     state = dict(n=0)
+    def loss_fn(z, y): return F.cross_entropy(z.float(), y) if cfg.loss == 'CE' else F.binary_cross_entropy_with_logits(z.float(), y)
     def step(m, b):
         if cfg.warmup and state['n'] <= cfg.warmup_steps:
             for g in opt.param_groups: g['lr'] = cfg.lr * state['n'] / cfg.warmup_steps
         state['n'] += 1
-        z = logits(cfg, m, b['x'])
-        loss = F.cross_entropy(z, b['y']) if cfg.loss == 'CE' else F.binary_cross_entropy_with_logits(z, b['y'])
-        return {'loss': loss}
+        if cfg.method == 'patchmix': return patchmix_step(m, b['x'], b['y'], loss_fn, generator, cfg.mix_beta, cfg.tau, cfg.pm_alpha)
+        return {'loss': loss_fn(logits(cfg, m, b['x']), b['y'])}
     return step
 
 def make_optimizer(cfg:ASTConfig, model) -> tuple:
@@ -197,6 +209,7 @@ def datasets(cfg:ASTConfig, train:list, evals:dict, n_classes:int, norm:tuple, c
 
 # %% ../../nbs/44_recipes.ast.ipynb #c019
 _MSCL_KEYS = ('metalabel', 'lam', 'tau', 'epochs2', 'lr2')
+_PM_KEYS = ('mix_beta', 'pm_alpha')  # Patch-Mix (with tau)
 
 _KEPT_NAMES = dict(cache_dtype='float32', stereo='mix', psla_mode='timm', method='ce')  # defaults left out: earlier run folders kept
 
@@ -237,9 +250,10 @@ def train_model(cfg:ASTConfig, train:list, evals:dict, # training records; {name
         s = dist.broadcast({k: scores_of(cfg, m, d, trainer.device) for k, d in ev.items()} if dist.is_main() else None); per_epoch.append(s)
         return {f'{k}_{mk}': v for k, x in s.items() for mk, v in metrics_of(targets[k], x).items()}
     out = run_dir(cfg, name)
-    trainer = Trainer(model, with_frontend(make_step(cfg, opt), tr.device_frontend()), opt, sched, evaluate, monitor, out_dir=out,
+    trainer = Trainer(model, None, opt, sched, evaluate, monitor, out_dir=out,
                       device=cfg.device, precision=seed_precision(cfg.amp, 'fp16' if cfg.model == 'ast' else 'fp32'),
                       seed=cfg.seed, progress=progress, desc=f'{cfg.task} {name}', run_config=run_key(cfg) | {'name': name})
+    trainer.step = with_frontend(make_step(cfg, opt, trainer.generator), tr.device_frontend())
     weights = sample_weights([r.labels for r in train], n_classes) if cfg.bal else None
     hist = trainer.fit(trainer.loader(tr, cfg.bs, shuffle=True, weights=weights, num_workers=cfg.num_workers), cfg.epochs)
     if len(per_epoch) < len(hist):  # resumed: the finished epochs' scores were not kept; recompute with the final model

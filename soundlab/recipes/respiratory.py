@@ -20,7 +20,7 @@ from ..data.sprsound import SPRSound, prepare_sprsound
 from .. import dist
 from ..models.panns import create_backbone, RespiratoryNet, LinearClassifier, ProjectionHead
 from ..models.registry import create_model, model_family, InputSpec
-from ..patchmix import patch_mix, patchmix_con_loss
+from ..patchmix import patchmix_net, patchmix_step
 from ..losses import SupConLoss, class_weights
 from ..metrics import icbhi_scores
 from ..train import Trainer, predict, load_checkpoint, update_table, seed_precision
@@ -202,9 +202,8 @@ def load_cycles(cfg:RespiratoryConfig, progress:bool=True) -> dict:
 def build_model(cfg:RespiratoryConfig, n_meta:int, n_classes:int=len(CLASS_NAMES)) -> RespiratoryNet:
     "Registry backbone (scratch, or `weights_path` through its family's loader) + projection heads + linear classifier."
     backbone = create_model(cfg.backbone, weights=None if cfg.scratch else cfg.weights_path, **backbone_kw(cfg))
-    model = RespiratoryNet(backbone, n_classes=n_classes, n_meta=n_meta if cfg.method == 'mscl' else None)
-    if cfg.method == 'patchmix': model.projector = ProjectionHead(model.embed_dim, model.embed_dim)  # back to the embedding width
-    return model
+    if cfg.method == 'patchmix': return patchmix_net(backbone, n_classes)  # projector back to the embedding width
+    return RespiratoryNet(backbone, n_classes=n_classes, n_meta=n_meta if cfg.method == 'mscl' else None)
 
 def make_step(cfg:RespiratoryConfig, weights:torch.Tensor, generator:torch.Generator,
               augment=None, # augment(x) -> one view; None: SpecAugment drawing from `generator`
@@ -223,17 +222,11 @@ def make_step(cfg:RespiratoryConfig, weights:torch.Tensor, generator:torch.Gener
     def embed_views(m, x):
         v1, v2 = augment(x), augment(x)
         return m.embed(torch.cat([v1, v2])).chunk(2) if cfg.views_in_one_pass else (m.embed(v1), m.embed(v2))
-    def patchmix_step(m, x, y):  # Patch-Mix CL: CE on the clean view + its contrastive loss on a patch-mixed copy
-        bb = m.backbone
-        tok = bb.patch_tokens(x); h = bb.embed_tokens(tok)
-        l_ce = ce(m.classify(h), y)
-        mixed, lam, index, _ = patch_mix(tok, cfg.mix_beta, generator)
-        l_pm = patchmix_con_loss(m.project(bb.embed_tokens(mixed)), h.detach(), index, lam, cfg.tau)  # 'grad_block' targets
-        return {'loss': l_ce + cfg.pm_alpha * l_pm, 'ce': l_ce, 'patchmix': l_pm}
     def step(m, b):
         x, y, meta = b; x = prep(x)
         if cfg.method == 'sl': return {'loss': ce(m.classify(m.embed(augment(x))), y)}
-        if cfg.method == 'patchmix': return patchmix_step(m, augment(x), y)
+        if cfg.method == 'patchmix':  # CE on the clean view + the contrastive loss of a patch-mixed copy (soundlab.patchmix)
+            return patchmix_step(m, augment(x), y, ce, generator, cfg.mix_beta, cfg.tau, cfg.pm_alpha)
         e1, e2 = embed_views(m, x)
         if cfg.method == 'scl': return {'loss': contrast(m, m.project, e1, e2, y)}
         if cfg.method == 'hybrid':
