@@ -26,9 +26,11 @@ def _check(cfg, folder, same:tuple):
 def test_respiratory(tmp_path):
     _check(R.respiratory_config('smoke', out_dir=str(tmp_path)), lambda c: R.run_dir(c, 0), RUN_IGNORE + ('n_runs',))
 
-def test_ast(tmp_path):  # M-SCL: every field counts (with CE the M-SCL-only fields rightly do not)
+def test_ast(tmp_path):  # every field of the run's method counts (other methods' own fields rightly do not)
     _check(A.ast_config('smoke', 'vocalsound', method='mscl', out_dir=str(tmp_path)), lambda c: A.run_dir(c, 'fold1'),
-           RUN_IGNORE + ('folds', 'features', 'lazy_cache'))
+           RUN_IGNORE + ('folds', 'features', 'lazy_cache') + A._PM_KEYS)
+    _check(A.ast_config('smoke', 'vocalsound', method='patchmix', out_dir=str(tmp_path)), lambda c: A.run_dir(c, 'fold1'),
+           RUN_IGNORE + ('folds', 'features', 'lazy_cache') + tuple(k for k in A._MSCL_KEYS if k != 'tau'))
     ce = A.ast_config('smoke', 'vocalsound', out_dir=str(tmp_path))
     assert A.run_dir(replace(ce, lam=0.1), 'x') == A.run_dir(ce, 'x') != A.run_dir(replace(ce, amp=not ce.amp), 'x')
 

@@ -216,7 +216,8 @@ _KEPT_NAMES = dict(cache_dtype='float32', stereo='mix', psla_mode='timm', method
 def run_key(cfg:ASTConfig) -> dict:
     "Every setting that shapes a run of `cfg` (`core.run_config`; the feature modes give the same numbers, `folds` only picks runs)."
     keep = run_config(cfg, ('folds', 'features', 'lazy_cache'), drop=_KEPT_NAMES)
-    return {k: v for k, v in keep.items() if not (cfg.method == 'ce' and k in _MSCL_KEYS)}  # earlier run folders kept
+    other = {'ce': _MSCL_KEYS + _PM_KEYS, 'mscl': _PM_KEYS, 'patchmix': tuple(k for k in _MSCL_KEYS if k != 'tau')}.get(cfg.method, ())
+    return {k: v for k, v in keep.items() if k not in other}  # other methods' settings left out: earlier run folders kept
 
 def run_dir(cfg:ASTConfig, name:str) -> Path:
     "The folder of one run: `ast_<task>_<model>_<digest of run_key>/<name>`."
