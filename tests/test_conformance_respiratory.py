@@ -146,8 +146,10 @@ def test_step_equals_seed(method, kind):
     assert param_vector(step_inputs()[0]).double().sum().item() == pytest.approx(float(pin[f'{key}_before_sum']), rel=1e-12), \
         'step_inputs() no longer regenerates the pinned initial weights (torch RNG changed?): re-pin'
     assert loss == pytest.approx(float(pin[f'{key}_loss']), rel=1e-6)
-    assert _maxdiff(delta[::STRIDE], pin[f'{key}_delta_sub']) <= 1e-2       # in units of lr: |w - w_seed| <= 1e-6
-    np.testing.assert_allclose([float(s) for s in _sums(model, delta)], pin[f'{key}_delta_sums'], rtol=1e-4, atol=0.5)  # < one flipped update
+    # in units of lr. Pinned with AVX-512 kernels, where the measured max is 3.5e-3 lr; AVX2 kernels sum in another order
+    # and Adam's first step (g / (|g| + eps)) magnifies that rounding where a gradient is near 0: measured 2.9e-2 lr there
+    assert _maxdiff(delta[::STRIDE], pin[f'{key}_delta_sub']) <= 0.1       # |w - w_seed| <= 1e-5 at lr 1e-4
+    np.testing.assert_allclose([float(s) for s in _sums(model, delta)], pin[f'{key}_delta_sums'], rtol=1e-4, atol=4.5)  # <= two flipped updates a tensor (AVX2: one)
     assert _maxdiff(running, pin[f'{key}_running']) <= 1e-5
 
 def _sums(model, delta):
@@ -201,5 +203,5 @@ def test_step_from_waveforms_equals_seed(method, cycles):
     delta = ((param_vector(model) - before) / LR).numpy()
     running = torch.cat([b.reshape(-1).float() for n, b in model.named_buffers() if 'running' in n]).numpy()
     assert loss == pytest.approx(float(pin[f'wave_{method}_loss']), rel=1e-6)
-    assert _maxdiff(delta[::STRIDE], pin[f'wave_{method}_delta_sub']) <= 1e-2
+    assert _maxdiff(delta[::STRIDE], pin[f'wave_{method}_delta_sub']) <= 0.1  # see test_step_equals_seed (AVX2 kernels)
     assert _maxdiff(running, pin[f'wave_{method}_running']) <= 1e-4
