@@ -5,6 +5,7 @@
 # %% ../nbs/02_features.ipynb #c002
 from __future__ import annotations
 import os, json, math, uuid, hashlib, warnings, contextlib
+from collections import OrderedDict
 from pathlib import Path
 import numpy as np
 import torch, torchaudio, h5py
@@ -207,10 +208,11 @@ class FeatureCache:
     "Crash-safe feature cache: `get`/`put`/`get_or_compute` by key, stored as a folder of complete HDF5 shards."
     def __init__(self, path, # the cache folder (created)
                  flush_every:int=256, # write a shard every this many new entries
+                 max_open:int=32, # shard files a process keeps open (least recently read closed first)
                 ):
-        self.path, self.flush_every = Path(path), flush_every
+        self.path, self.flush_every, self.max_open = Path(path), flush_every, max_open
         self.path.mkdir(parents=True, exist_ok=True)
-        self._pending, self._index, self._files, self._pid = {}, {}, {}, os.getpid()
+        self._pending, self._index, self._files, self._pid = {}, {}, OrderedDict(), os.getpid()
         self._sweep_temps(); self.refresh()
     def __len__(self): return len(self._index.keys() | self._pending.keys())
     def __contains__(self, key): return key in self._pending or key in self._index
@@ -261,8 +263,13 @@ FeatureCache._sweep_temps = _sweep_temps
 
 # %% ../nbs/02_features.ipynb #c056
 def _file(self:FeatureCache, name:str) -> h5py.File:
-    if self._pid != os.getpid(): self._files, self._pid = {}, os.getpid()  # handles do not survive a fork
-    if name not in self._files: self._files[name] = h5py.File(self.path/name, 'r')
+    # an AudioSet-sized cache has thousands of shards: each open HDF5 file holds a descriptor and a few MB of metadata
+    # cache in every DataLoader worker, so only the `max_open` most recently read stay open
+    if self._pid != os.getpid(): self._files, self._pid = OrderedDict(), os.getpid()  # handles do not survive a fork
+    if name in self._files: self._files.move_to_end(name)
+    else:
+        while len(self._files) >= max(self.max_open, 1): self._files.popitem(last=False)[1].close()
+        self._files[name] = h5py.File(self.path/name, 'r')
     return self._files[name]
 
 def _get(self:FeatureCache, key:str, default=None) -> np.ndarray|None:
@@ -314,7 +321,7 @@ def _close(self:FeatureCache):
     "Flush and close every file handle."
     self.flush()
     for f in self._files.values(): f.close()
-    self._files = {}
+    self._files = OrderedDict()
 
 def _compact(self:FeatureCache):
     "Merge all shards into one (written atomically before the old ones are deleted)."
