@@ -11,7 +11,7 @@ import pandas as pd
 import soundfile as sf
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, DataLoader
 from tqdm.auto import tqdm
 from ..core import SoundlabError, DatasetError, atomic_write
 from ..audio import audio_info, load_audio
@@ -248,14 +248,38 @@ def _tg_getitem(self:TaggingDataset, i:int) -> dict:
 TaggingDataset.__getitem__ = _tg_getitem
 
 # %% ../../nbs/16_data.tagging.ipynb #c048
+class _Checked(Dataset):
+    "Items `todo` of a dataset as (i, fbank or None, why or None): `checked` run in a DataLoader's workers."
+    def __init__(self, ds, todo:list): self.ds, self.todo = ds, todo
+    def __len__(self): return len(self.todo)
+    def __getitem__(self, k):
+        i = self.todo[k]
+        try: return (i, *self.ds.checked(i))
+        except SoundlabError as e: return i, None, e.problem  # the main process reports it: a worker's exception loses its type
+
+def _pack(items:list) -> tuple:
+    # one tensor per batch: a worker sends every tensor through its own shared-memory file, which costs more than the
+    # fbank of a 10-s clip when done clip by clip
+    xs = [x for _, x, _ in items if x is not None]
+    return [i for i, _, _ in items], torch.cat(xs) if xs else torch.zeros(0), [0 if x is None else len(x) for _, x, _ in items], [w for *_, w in items]
+
+def _tg_checked_items(self:TaggingDataset, todo:list, num_workers:int=0, progress:bool=True, desc:str='fbank', batch:int=16):
+    "(i, fbank or None, why or None) for each item of `todo`, in order, decoded and checked by `num_workers` processes."
+    dl = DataLoader(_Checked(self, todo), batch_size=batch, num_workers=num_workers, collate_fn=_pack)
+    with tqdm(total=len(todo), desc=desc, unit='clip', disable=not progress) as bar:
+        for idx, xs, lens, whys in dl:
+            for i, x, why in zip(idx, xs.split(lens), whys): yield i, None if why else x, why
+            bar.update(len(idx))
+TaggingDataset.checked_items = _tg_checked_items
+
 def _tg_precompute(self:TaggingDataset, progress:bool=True, # show a tqdm bar
+                   num_workers:int=0, # processes decoding and computing fbanks (the cache is written by this one)
                   ) -> int:
     "Compute and cache every un-mixed fbank not yet cached; returns how many were. Bad clips go through `self.bad`."
     if self.cache is None: raise ValueError('TaggingDataset.precompute: the dataset has no cache')
     todo, failed = [i for i in range(len(self)) if self.key(i) not in self.cache], set()
     try:
-        for i in tqdm(todo, desc='fbank', unit='clip', disable=not progress):
-            x, why = self.checked(i)
+        for i, x, why in self.checked_items(todo, num_workers, progress):
             if why is None: self.cache.put(self.key(i), x.to(getattr(torch, self.cache_dtype))); continue
             r = self.records[i]; failed.add(i); self.bad.bad(r.path, f'clip {r.id}: {why}')  # raises under 'raise'
     finally: self.cache.flush()
@@ -291,13 +315,14 @@ def _tg_device_frontend(self:TaggingDataset) -> TaggingFrontend|None:
 
 def _tg_prepare(self:TaggingDataset, progress:bool=True,
                 lazy:bool=False, # with a cache: do not precompute, let the first epoch fill it
+                num_workers:int=0, # processes computing (or checking) the fbanks
                ) -> int:
     "Ready the dataset for its feature mode (see above); returns how many clips were computed or checked."
-    if self.cache is not None: return 0 if lazy else self.precompute(progress)
+    if self.cache is not None: return 0 if lazy else self.precompute(progress, num_workers)
     if self.bad.policy != 'skip': return 0
     failed = set()
-    for i in tqdm(range(len(self)), desc='check', unit='clip', disable=not progress):
-        if (why := self.checked(i)[1]) is not None: r = self.records[i]; failed.add(i); self.bad.bad(r.path, f'clip {r.id}: {why}')
+    for i, _, why in self.checked_items(list(range(len(self))), num_workers, progress, 'check'):
+        if why is not None: r = self.records[i]; failed.add(i); self.bad.bad(r.path, f'clip {r.id}: {why}')
     if failed: self.records = [r for i, r in enumerate(self.records) if i not in failed]
     return len(self)
 TaggingDataset.device_item, TaggingDataset.device_frontend, TaggingDataset.prepare = _tg_device_item, _tg_device_frontend, _tg_prepare

@@ -195,7 +195,7 @@ def fbank_norm(cfg:ASTConfig, records:list, cache, bad=None) -> tuple[float, flo
                         on_bad_file=cfg.on_bad_file if bad is None else bad, features=cfg.features, cache_dtype=cfg.cache_dtype)
     stats = None
     if dist.is_main():  # rank 0 fills the cache
-        cache.refresh(); ds.prepare(progress=False)  # under 'skip' bad clips leave `ds` here
+        cache.refresh(); ds.prepare(progress=False, num_workers=cfg.num_workers)  # under 'skip' bad clips leave `ds` here
         stats = fbank_stats(ds) if len(ds) else (str(records[0].path.parent), 'every clip is bad: no fbank statistics')
     if isinstance((stats := dist.broadcast(stats))[0], str): raise DatasetError(*stats)  # on every rank (no rank left waiting)
     return dist.broadcast(stats)  # ... and every rank normalises with its numbers
@@ -244,7 +244,7 @@ def train_model(cfg:ASTConfig, train:list, evals:dict, # training records; {name
     tr, ev = datasets(cfg, train, evals, n_classes, norm, cache, bad)
     with dist.main_first():  # rank 0 computes the missing fbanks, the others then read them
         cache.refresh()
-        for d in [tr, *ev.values()]: d.prepare(progress=progress and dist.is_main(), lazy=cfg.lazy_cache)
+        for d in [tr, *ev.values()]: d.prepare(progress=progress and dist.is_main(), lazy=cfg.lazy_cache, num_workers=cfg.num_workers)
     model = build_model(cfg, n_classes); opt, sched = make_optimizer(cfg, model)
     targets, per_epoch = {k: d.labels() for k, d in ev.items()}, []
     def evaluate(m):  # rank 0 scores the evaluation sets; every rank keeps its scores (the metrics agree across ranks)
@@ -288,7 +288,7 @@ def train_mscl(cfg:ASTConfig, train:list, evals:dict, n_classes:int, norm:tuple,
     _, ev = datasets(cfg, train, {'train': train, **evals}, n_classes, norm, cache, bad)  # un-augmented: the step draws views
     with dist.main_first():
         cache.refresh()
-        for d in ev.values(): d.precompute(progress=progress and dist.is_main())
+        for d in ev.values(): d.precompute(progress=progress and dist.is_main(), num_workers=cfg.num_workers)
     meta = {k: vocalsound_meta(d.records, cfg.metalabel) for k, d in ev.items()}
     enc = create_model(f'ast_{cfg.model_size}', fstride=cfg.fstride, tstride=cfg.tstride, input_fdim=cfg.num_mel_bins,  # no head:
                        input_tdim=cfg.target_length, imagenet_pretrain=cfg.imagenet_pretrain, audioset_pretrain=cfg.audioset_pretrain)

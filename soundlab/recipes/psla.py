@@ -163,13 +163,13 @@ def load_data(cfg:PSLAConfig, progress:bool=True) -> dict:
     files = dist.broadcast(prepare_datafiles(cfg, bad) if dist.is_main() else None); norm = (cfg.norm_mean, cfg.norm_std)
     if cfg.norm_mean is None or cfg.norm_std is None:
         if dist.is_main():
-            raw = make_dataset(cfg, files['train'], files['label_csv'], False, (None, 1.), bad=bad); raw.prepare(progress); norm = fbank_stats(raw)
+            raw = make_dataset(cfg, files['train'], files['label_csv'], False, (None, 1.), bad=bad); raw.prepare(progress, num_workers=cfg.num_workers); norm = fbank_stats(raw)
         norm = dist.broadcast(norm)
     ds = {s: make_dataset(cfg, files[s], files['label_csv'], False, norm, s, bad) for s in ('train', 'val', 'eval')}
     with dist.main_first():
         for d in ds.values():
             if d.cache is not None: d.cache.refresh()
-            d.prepare(progress and dist.is_main(), lazy=cfg.lazy_cache)
+            d.prepare(progress and dist.is_main(), lazy=cfg.lazy_cache, num_workers=cfg.num_workers)
     return dict(files=files, norm=norm, eval_sets=ds, n_classes=ds['train'].n_classes, bad=bad,
                 class_names=read_label_csv(files['label_csv']).display_name.tolist())
 
@@ -380,7 +380,7 @@ def train_psla(cfg:PSLAConfig, data:dict, train_datafile=None, # default: the or
                  progress=progress, desc=f'psla b{cfg.b} ({labels})', run_config=run_key(cfg, labels)); ref.append(tr)
     ds = make_dataset(cfg, train_datafile, files['label_csv'], True, data['norm'], bad=data.get('bad'))
     if cfg.on_bad_file == 'skip':  # find (and drop) bad clips before sampling weights are matched to the clips
-        with dist.main_first(): ds.prepare(progress=False)
+        with dist.main_first(): ds.prepare(progress=False, num_workers=cfg.num_workers)
     weights = train_weights(ds, train_datafile.with_name(train_datafile.stem + '_weight.csv'), data['n_classes'], data.get('bad')) if cfg.bal else None
     loader = tr.loader(ds, cfg.bs, shuffle=True, drop_last=len(ds) > cfg.bs, weights=weights,
                    num_workers=cfg.num_workers)  # per-epoch seeded (and sharded under DDP)
