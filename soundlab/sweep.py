@@ -55,7 +55,8 @@ def run_job(job:dict, # one of `jobs`
     cmd = [sys.executable, '-m', 'papermill', job['notebook'], job['output'], '--cwd', str(cwd or repo_root()), '-k', 'python3', '--no-progress-bar']
     for k, v in job['params'].items(): cmd += ['-y', json.dumps({k: v})]
     t0, log = time.time(), d/'log.txt'
-    with open(log, 'w') as f:  # a killed run (scancel, timeout) still leaves what it printed
+    with open(log, 'a') as f:  # a killed run (scancel, timeout) still leaves what it printed; a resubmitted one adds to it
+        f.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(cmd)}\n"); f.flush()
         try: rc = subprocess.run(cmd, env={**os.environ, 'OMP_NUM_THREADS': '1', **job.get('env', {}), **(env or {})},
                                  stdout=f, stderr=subprocess.STDOUT, timeout=timeout).returncode
         except subprocess.TimeoutExpired: return dict(name=job['name'], status='timeout', returncode=-1, seconds=time.time() - t0, error=f'after {timeout} s')
