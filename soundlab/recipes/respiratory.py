@@ -18,7 +18,7 @@ from ..data.folder import prepare_folder
 from ..data.icbhi import ICBHI, prepare_icbhi
 from ..data.sprsound import SPRSound, prepare_sprsound
 from .. import dist
-from ..models.panns import create_backbone, RespiratoryNet, LinearClassifier, ProjectionHead
+from ..models.panns import create_backbone, RespiratoryNet, LinearClassifier
 from ..models.registry import create_model, model_family, InputSpec
 from ..patchmix import patchmix_net, patchmix_step
 from ..losses import SupConLoss, class_weights
