@@ -27,11 +27,16 @@ export-check: install
 	@diff -r -x __pycache__ /tmp/soundlab-export-check soundlab || \
 	  (echo "soundlab/ was out of sync with nbs/: run nbdev_export and commit both" && exit 1)
 
+# each test run gets its own TMPDIR, removed afterwards: the inline tests' temporary corpora and checkpoints
+# (tempfile.mkdtemp, pytest's tmp_path; 20-40 GB a run) must not pile up in /tmp from run to run
+IN_TMP = d=$$(mktemp -d -t soundlab-test.XXXXXX); TMPDIR=$$d
+CLEAN_TMP = rc=$$?; rm -rf $$d; exit $$rc
+
 nbtest: install
-	$(BIN)/nbdev_test --n_workers 2 --do_print
+	$(IN_TMP) $(BIN)/nbdev_test --n_workers 2 --do_print; $(CLEAN_TMP)
 
 pytest: install
-	$(BIN)/pytest -q --durations=10 tests  # the ten slowest tests stay visible
+	$(IN_TMP) $(BIN)/pytest -q --durations=10 tests; $(CLEAN_TMP)  # the ten slowest tests stay visible
 
 test: export-check nbtest pytest
 
