@@ -8,8 +8,10 @@ Three parts, each measured in a fresh subprocess (peak RSS = that process's ru_m
     `--legacy-n` items. Issue target: 2 M items in < 60 s and < 3 GB.
   * `epoch`: one training epoch of the PSLA data path (TaggingDataset with PSLA's augmentation: mixup 0.5,
     SpecAugment, balanced sampling; `Trainer.loader` with `--workers` workers; no model) on synthetic corpora of
-    `--sizes` clips of `--duration` s, per feature mode: 'cache' (precompute pass + one warm epoch), 'stream', and
-    'device' (the batched fbank run in the main process on `--device`). Per-clip cost should stay flat as the corpus
+    `--sizes` clips of `--duration` s, per feature mode: 'cache' (precompute pass in `--workers` processes + one warm
+    epoch), 'stream',
+    'device' (the batched fbank run in the main process on `--device`), and 'device-io' (device mode's CPU side alone:
+    decode, mixup and padding in the workers, the fbank left to a GPU). Per-clip cost should stay flat as the corpus
     grows and peak RSS should not grow beyond the index.
   * `throughput`: clips/s of 10-s 16 kHz clips at 1024 frames, no augmentation, `--workers` workers: stream vs warm
     cache vs device.
@@ -107,20 +109,20 @@ def child_epoch(a):
     from soundlab.train import Trainer
     from soundlab.streaming import index_weights
     torch.set_num_threads(1)
-    idx, ds = _dataset(a, a.mode, augment=not a.plain)
+    idx, ds = _dataset(a, 'device' if a.mode == 'device-io' else a.mode, augment=not a.plain)
     fill = 0.
     if a.mode == 'cache':
-        t0 = time.perf_counter(); ds.prepare(progress=False); ds.cache.flush(); fill = time.perf_counter() - t0
+        t0 = time.perf_counter(); ds.prepare(progress=False, num_workers=a.workers); ds.cache.flush(); fill = time.perf_counter() - t0
     tr = Trainer(nn.Linear(1, 1), None, torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=0.1), device=a.device, progress=False)
     dl = tr.loader(ds, a.bs, weights=None if a.plain else index_weights(idx, 527), num_workers=a.workers)
-    fe, n = ds.device_frontend(), 0
+    fe, n = (None if a.mode == 'device-io' else ds.device_frontend()), 0  # device-io: what the CPU does when a GPU runs the fbank
     c0 = cpu_s(); t0 = time.perf_counter()  # worker start-up included (once per run with persistent workers)
     for b in dl:
         if fe is not None: b = fe({k: v.to(a.device) if torch.is_tensor(v) else v for k, v in b.items()})
-        n += len(b['x'])
+        n += len(b['x'] if 'x' in b else b['wav'])
     if a.device.startswith('cuda'): torch.cuda.synchronize()
     sec = time.perf_counter() - t0
-    del dl; gc.collect()  # the workers exit: their CPU time and peak RSS are counted
+    del dl; gc.collect()  # the workers exit (and are reaped): only now do their CPU time and peak RSS count
     return dict(n=n, fill_s=fill, epoch_s=sec, cpu_s=cpu_s() - c0, ms_per_clip=1000 * sec / n, clips_per_s=n / sec, rss_mb=rss_mb(),
                 worker_rss_mb=rss_mb(resource.RUSAGE_CHILDREN), index_mb=idx.nbytes / 2**20)
 
@@ -138,7 +140,7 @@ def main():
     ap.add_argument('--sizes', type=int, nargs='+', default=[200, 800, 3200])
     ap.add_argument('--duration', type=float, default=1.)
     ap.add_argument('--target-length', type=int, default=100)
-    ap.add_argument('--modes', nargs='+', default=['cache', 'stream', 'device'])
+    ap.add_argument('--modes', nargs='+', default=['cache', 'stream', 'device', 'device-io'])
     ap.add_argument('--workers', type=int, default=2)
     ap.add_argument('--bs', type=int, default=32)
     ap.add_argument('--device', default='cpu')
@@ -186,7 +188,7 @@ def main():
         if 'throughput' in a.parts:
             wavs = write_clips(work / 'clips_10', a.throughput_n, 10.)
             df = work / 'corpus_10.json'; write_datafile(df, wavs, mids); cache = work / 'cache_10'
-            for mode in ('cache', 'stream', 'device'):
+            for mode in ('cache', 'stream', 'device', 'device-io'):
                 if mode == 'cache':  # warm: fill first (in the child's precompute), then time a second child reading it
                     run_child('epoch', datafile=df, label_csv=lab, mode='cache', cache_dir=cache, workers=a.workers, bs=a.bs,
                               device=a.device, target_length=1024, plain=1)
