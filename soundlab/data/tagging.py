@@ -265,7 +265,9 @@ def _pack(items:list) -> tuple:
 
 def _tg_checked_items(self:TaggingDataset, todo:list, num_workers:int=0, progress:bool=True, desc:str='fbank', batch:int=16):
     "(i, fbank or None, why or None) for each item of `todo`, in order, decoded and checked by `num_workers` processes."
-    dl = DataLoader(_Checked(self, todo), batch_size=batch, num_workers=num_workers, collate_fn=_pack)
+    # its own generator: a DataLoader draws its workers' base seed from the global RNG, which would shift the run's later
+    # draws (model init, augmentation) in the cache mode only
+    dl = DataLoader(_Checked(self, todo), batch_size=batch, num_workers=num_workers, collate_fn=_pack, generator=torch.Generator())
     with tqdm(total=len(todo), desc=desc, unit='clip', disable=not progress) as bar:
         for idx, xs, lens, whys in dl:
             for i, x, why in zip(idx, xs.split(lens), whys): yield i, None if why else x, why
