@@ -250,11 +250,11 @@ TaggingDataset.__getitem__ = _tg_getitem
 # %% ../../nbs/16_data.tagging.ipynb #c048
 class _Checked(Dataset):
     "Items `todo` of a dataset as (i, fbank or None, why or None): `checked` run in a DataLoader's workers."
-    def __init__(self, ds, todo:list): self.ds, self.todo = ds, todo
+    def __init__(self, ds, todo:list, keep:bool=True): self.ds, self.todo, self.keep = ds, todo, keep  # keep: send the fbank back
     def __len__(self): return len(self.todo)
     def __getitem__(self, k):
         i = self.todo[k]
-        try: return (i, *self.ds.checked(i))
+        try: x, why = self.ds.checked(i); return i, x if self.keep else None, why
         except SoundlabError as e: return i, None, e.problem  # the main process reports it: a worker's exception loses its type
 
 def _pack(items:list) -> tuple:
@@ -263,14 +263,16 @@ def _pack(items:list) -> tuple:
     xs = [x for _, x, _ in items if x is not None]
     return [i for i, _, _ in items], torch.cat(xs) if xs else torch.zeros(0), [0 if x is None else len(x) for _, x, _ in items], [w for *_, w in items]
 
-def _tg_checked_items(self:TaggingDataset, todo:list, num_workers:int=0, progress:bool=True, desc:str='fbank', batch:int=16):
+def _tg_checked_items(self:TaggingDataset, todo:list, num_workers:int=0, progress:bool=True, desc:str='fbank', batch:int=16,
+                      keep:bool=True, # False: only check (the fbanks are not sent back: None)
+                     ):
     "(i, fbank or None, why or None) for each item of `todo`, in order, decoded and checked by `num_workers` processes."
     # its own generator: a DataLoader draws its workers' base seed from the global RNG, which would shift the run's later
     # draws (model init, augmentation) in the cache mode only
-    dl = DataLoader(_Checked(self, todo), batch_size=batch, num_workers=num_workers, collate_fn=_pack, generator=torch.Generator())
+    dl = DataLoader(_Checked(self, todo, keep), batch_size=batch, num_workers=num_workers, collate_fn=_pack, generator=torch.Generator())
     with tqdm(total=len(todo), desc=desc, unit='clip', disable=not progress) as bar:
         for idx, xs, lens, whys in dl:
-            for i, x, why in zip(idx, xs.split(lens), whys): yield i, None if why else x, why
+            for i, x, n, why in zip(idx, xs.split(lens), lens, whys): yield i, x if n else None, why
             bar.update(len(idx))
 TaggingDataset.checked_items = _tg_checked_items
 
@@ -323,7 +325,7 @@ def _tg_prepare(self:TaggingDataset, progress:bool=True,
     if self.cache is not None: return 0 if lazy else self.precompute(progress, num_workers)
     if self.bad.policy != 'skip': return 0
     failed = set()
-    for i, _, why in self.checked_items(list(range(len(self))), num_workers, progress, 'check'):
+    for i, _, why in self.checked_items(list(range(len(self))), num_workers, progress, 'check', keep=False):
         if why is not None: r = self.records[i]; failed.add(i); self.bad.bad(r.path, f'clip {r.id}: {why}')
     if failed: self.records = [r for i, r in enumerate(self.records) if i not in failed]
     return len(self)
