@@ -83,17 +83,27 @@ WORKERS ?= $(shell nproc)
 figures: install
 	$(PY) tools/make_figures.py --workers $(WORKERS)
 
-# your own data: a small corpus of REAL recordings (espeak-ng words, fluidsynth GM instrument notes) from Debian programs,
-# and the own-data default recipe against the log-mel logistic-regression baseline on its folds (soundlab.baselines)
-real-corpus-deps:
-	apt-get update && apt-get install -y espeak-ng fluidsynth fluid-soundfont-gm
+# your own data: corpora of REAL recorded sounds from Debian packages (soundlab.realsounds), in four shapes, and the
+# own-data default recipe against two baselines on each (soundlab.baselines, the untrained CNN's linear probe)
+REAL_CORPUS_DEBS = espeak-ng fluidsynth fluid-soundfont-gm timgm6mb-soundfont hydrogen-drumkits sound-theme-freedesktop \
+	oxygen-sounds wordwarvi-sound bucklespring-data
+real-corpus-deps:  # root; CI (.ci/run) runs it on a fresh machine before the tests
+	apt-get update && apt-get install -y --no-install-recommends $(REAL_CORPUS_DEBS)
 
-real-corpus: install
-	@command -v espeak-ng >/dev/null && command -v fluidsynth >/dev/null || { echo "no espeak-ng/fluidsynth: run make real-corpus-deps (as root)"; exit 1; }
-	$(PY) -c "from soundlab.data.folder import make_real_corpus; print(make_real_corpus('data/real'))"
+real-corpus: install  # the first real corpus (espeak-ng words, fluidsynth notes: data/real)
+	$(PY) -c "from soundlab.realsounds import make_real_corpus; print(make_real_corpus('data/real'))"
 
-own-baseline: real-corpus
-	$(PY) tools/own_data_vs_baseline.py --data_root data/real --out figures/own_data_vs_baseline
+# make corpus-drums | corpus-onsets | corpus-scenes | corpus-imbalanced | corpus-fewshot -> data/corpora/<name>;
+# corpus-<name>-smoke: the smoke-sized one the tests use -> data/corpora/<name>_smoke
+corpus-%-smoke: install
+	$(PY) -c "from soundlab.realsounds import make_corpus; print(make_corpus('$*', smoke=True))"
+corpus-%: install
+	$(PY) -c "from soundlab.realsounds import make_corpus; print(make_corpus('$*'))"
+
+# per corpus and fold: the own default (last epoch) vs log-mel logistic regression vs the untrained CNN's linear probe
+# -> figures/own_data_vs_baseline{.md,.csv,_folds.csv} (a finished fold is kept; about an hour of CPU, 2 folds at a time)
+own-baseline: install
+	nice -n 5 $(PY) tools/own_data_vs_baseline.py --out figures/own_data_vs_baseline
 
 # a one-node SLURM on localhost for soundlab.sweep job arrays (root; installs slurm-wlm + munge if missing); then
 # export SLURM_CONF=$(SLURM_LOCAL_DIR)/slurm.conf (it prints the line). tests/test_slurm.py uses it.

@@ -14,7 +14,7 @@ from torch import Tensor
 from .core import AudioError
 
 # %% auto #0
-__all__ = ['AudioInfo', 'audio_info', 'resample', 'load_audio', 'apply_fade', 'fix_length', 'load_segment']
+__all__ = ['AudioInfo', 'audio_info', 'resample', 'load_audio', 'apply_fade', 'fix_length', 'load_segment', 'window_starts']
 
 # %% ../nbs/01_audio.ipynb #c006
 @dataclass(frozen=True)
@@ -179,3 +179,19 @@ def load_segment(path, # audio file
     x, _ = _load(path, onset, offset, sr, True, end_tolerance)
     k = sr // fade_ratio
     return fix_length(apply_fade(x, k, k), int(duration * sr), pad, fade_out=k).contiguous()
+
+# %% ../nbs/01_audio.ipynb #ws01
+def window_starts(n:int, # the signal's length (samples, or any integer unit)
+                  window:int, hop:int, # window and hop, in the same unit (hop <= window)
+                  min_last:float=0.25, # keep a last partial window holding at least this share of a window
+                 ) -> list[int]:
+    "Starts of the windows along a signal of length `n`: every `hop`, the last one reaching the end (partial: kept if >= `min_last`)."
+    if window < 1 or hop < 1: raise ValueError(f'window ({window}) and hop ({hop}) must be at least 1')
+    if hop > window: raise ValueError(f'hop ({hop}) must not exceed the window ({window})')
+    starts, s = [], 0
+    while True:
+        if s > 0 and n - s < min_last * window: break
+        starts.append(s)
+        if s + window >= n: break
+        s += hop
+    return starts

@@ -17,7 +17,7 @@ from .audio import fix_length
 
 # %% auto #0
 __all__ = ['Frontend', 'ConvSTFT', 'PannsSpectrogram', 'PannsLogmelFilter', 'PannsLogmel', 'RespiratoryMel', 'KaldiFbank',
-           'dataset_stats', 'feature_key', 'FeatureCache', 'SEDLogmel', 'clip_patches']
+           'dataset_stats', 'feature_key', 'FeatureCache', 'SEDLogmel', 'clip_patches', 'metaaudio_logmel']
 
 # %% ../nbs/02_features.ipynb #c007
 class Frontend(nn.Module):
@@ -394,3 +394,11 @@ def clip_patches(x:torch.Tensor, # one clip's log-mel (frames, n_mels); leading 
     if s.shape[0] == 0: raise ValueError('clip_patches: empty spectrogram (0 frames)')
     if s.shape[0] < n_frames: s = torch.cat([s] * -(-n_frames // s.shape[0]))[:n_frames]
     return s.unfold(0, n_frames, hop).transpose(1, 2)
+
+# %% ../nbs/02_features.ipynb #mal001
+def metaaudio_logmel(segs:np.ndarray, sr:int, n_mels:int, hop:int) -> np.ndarray:
+    "(S, n) waveforms -> (S, n_mels, frames) log-mel in dB (torchaudio MelSpectrogram, n_fft 4 hops)."
+    import torchaudio
+    mel = torchaudio.transforms.MelSpectrogram(sr, n_fft=4 * hop, hop_length=hop, n_mels=n_mels, f_min=20., f_max=sr / 2)
+    return (10 * torch.log10(mel(torch.from_numpy(segs)) + 1e-10)).numpy().astype(np.float32)
+

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 from .core import AudioError, SoundlabError, get_device, load_torch_file
-from .audio import audio_info, resample
+from .audio import audio_info, resample, window_starts
 from .features import KaldiFbank
 from .data.tagging import read_label_csv, AUDIOSET_MEAN, AUDIOSET_STD
 from .models.ast import ASTModel, AST_SIZES, checkpoint_filter_fn, ast_grid
@@ -30,20 +30,14 @@ def stream_windows(path, # any file soundfile reads (wav, flac, ogg, mp3, ...)
                    hop:float|None=None, # hop (s); default: the window (no overlap)
                    min_last:float=0.25, # keep a last partial window holding at least this share of a window
                   ):
-    "Yield (start in s, (n,) float32 window at the file's rate) along the file, reading it block by block."
+    "Yield (start in s, (n,) float32 window at the file's rate) along the file, reading one window at a time."
     info = audio_info(path); sr = info.sample_rate
     n, h = max(1, round(window * sr)), max(1, round((hop or window) * sr))
     if h > n: raise ValueError(f'hop ({hop} s) must not exceed the window ({window} s)')
-    start = 0
     with sf.SoundFile(str(path)) as f:
-        for block in f.blocks(blocksize=n, overlap=n - h, dtype='float32', always_2d=True):
-            x = block.mean(1)
-            if len(x) < n:
-                if start > 0 and len(x) < min_last * n: break
-                x = np.pad(x, (0, n - len(x)))
-            yield start / sr, x
-            if start + n >= info.frames: break
-            start += h
+        for start in window_starts(info.frames, n, h, min_last):
+            f.seek(start); x = f.read(n, dtype='float32', always_2d=True).mean(1)
+            yield start / sr, np.pad(x, (0, n - len(x)))
 
 # %% ../nbs/50_infer.ipynb #c009
 def model_frames(model) -> int|None:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import torchaudio
 from .core import DatasetError
 from .augment import SpecAugment
-from .data.core import Record
+from .data.core import Record, read_label_csv
 
 # %% auto #0
 __all__ = ['FEATURE_MODES', 'check_features', 'kaldi_frames', 'BatchKaldiFbank', 'TaggingFrontend', 'with_frontend',
@@ -135,7 +135,6 @@ def read_datafile_index(path, # an AST/PSLA datafile: {"data": [{"wav": ..., "la
                         label_csv, # its class_labels_indices.csv (path or DataFrame)
                         split:str='train') -> DatafileIndex:
     "A `DatafileIndex` of a datafile; bad items and unknown labels raise a `DatasetError` naming the item."
-    from soundlab.data.tagging import read_label_csv
     path = Path(path)
     if not path.is_file(): raise DatasetError(path, 'missing datafile (AST/PSLA layout: {"data": [{"wav": ..., "labels": ...}]})')
     try: items = json.loads(path.read_bytes())['data']

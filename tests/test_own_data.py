@@ -1,10 +1,12 @@
-"Your own data (soundlab.data.folder) through the recipes: synthetic tones always, real recordings (espeak-ng, fluidsynth) when installed."
+"Your own data (soundlab.data.folder) through the recipes: synthetic tones always, real recordings (soundlab.realsounds: Debian sound packages) when installed."
 import shutil
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, soundfile as sf
 from soundlab.core import DatasetError
 
-HAVE_REAL = bool(shutil.which('espeak-ng') and shutil.which('fluidsynth') and Path('/usr/share/sounds/sf2/FluidR3_GM.sf2').is_file())
+from soundlab.realsounds import have_sources, DEBIAN_PACKAGES, make_corpus
+HAVE_REAL = have_sources('espeak-ng', 'fluidsynth', 'fluidr3', 'timgm6mb', 'hydrogen', 'freedesktop', 'oxygen', 'wordwarvi', 'bucklespring')
+NO_REAL = 'the Debian sound packages are not installed (make real-corpus-deps, as root; CI installs them)' 
 
 @pytest.fixture(scope='session')
 def tones(tmp_path_factory):
@@ -22,8 +24,8 @@ def tones(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def real(tmp_path_factory):
-    if not HAVE_REAL: pytest.skip('espeak-ng / fluidsynth / fluid-soundfont-gm not installed (make real-corpus-deps)')
-    from soundlab.data.folder import make_real_corpus
+    if not HAVE_REAL: pytest.skip(NO_REAL)
+    from soundlab.realsounds import make_real_corpus
     return make_real_corpus(tmp_path_factory.mktemp('real') / 'real', per_class=4, words=('yes', 'no'), instruments={'piano': 0, 'flute': 73})
 
 def _resp(root, tmp_path, **kw):
@@ -65,10 +67,13 @@ def test_ast_folder_smoke(tones, tmp_path, monkeypatch):
     from soundlab.recipes.ast import ast_config, run_ast
     (tmp_path / 'folders').mkdir()
     for p in (tones / 'clips').glob('*.wav'): (tmp_path / 'folders' / p.stem[:2]).mkdir(exist_ok=True); shutil.copy(p, tmp_path / 'folders' / p.stem[:2])
-    cfg = ast_config('smoke', 'esc50', dataset='folder', data_root=str(tmp_path / 'folders'), folds=(1,), target_length=64,
+    cfg = ast_config('smoke', 'esc50', dataset='folder', data_root=str(tmp_path / 'folders'), folds=(1,), target_length=64, epochs=1,
                      device='cpu', out_dir=str(tmp_path / 'runs'))
     res = run_ast(cfg, progress=False)
     assert res['classes'] == ['c0', 'c1', 'c2'] and list(res['acc_fold']) == ['fold1'] and 0 <= res['mean_acc'] <= 100
+    ch = res['choices']['fold1']  # chosen from the clips (0.6 s: whole), but what was given is kept
+    assert ch['input_s'] == 0.64 and ch['why']['input_s'] == 'set by you' and ch['crops'] == 'whole' and ch['epochs'] == 1
+    assert (res['runs'][1]['run_dir'] / 'choices.json').is_file()
     from soundlab.data.folder import prepare_folder
     assert len(res['y_true']) == len(prepare_folder(tmp_path / 'folders', 1)['test'])  # the same seeded fold
     with pytest.raises(ValueError, match='needs data_root'): ast_config('smoke', 'esc50', dataset='folder')
@@ -88,9 +93,10 @@ def test_real_corpus_recipes(real, tmp_path, monkeypatch):
     sp = prepare_folder(real, fold=1, n_folds=2)
     assert sp['classes'] == ['flute', 'no', 'piano', 'yes'] and {r.custom['source'] for r in sp['train']} == {'espeak-ng', 'fluidsynth'}
     assert 0 <= logmel_logreg_baseline(sp['train'], sp['test'])['acc'] <= 100
-    cfg, data, (row, runs) = _resp(real, tmp_path, n_folds=2)
-    assert data['train']['x'].shape[1:] == (1, 64, 32) and len(data['test']['y']) == 8 and 0 <= runs[0]['acc'] <= 100
-    res = run_ast(ast_config('smoke', 'esc50', dataset='csv', data_root=str(real / 'labels.csv'), folds=(1,), device='cpu',
+    cfg, data, (row, runs) = _resp(real, tmp_path, n_folds=2, duration=None)
+    assert cfg.duration == 1.5 and cfg.choices['why']['input_s'].startswith('90 %')  # clips of <= 1.5 s fit whole
+    assert data['train']['x'].shape[1:] == (1, 64, 47) and len(data['test']['y']) == 8 and 0 <= runs[0]['acc'] <= 100
+    res = run_ast(ast_config('smoke', 'esc50', dataset='csv', data_root=str(real / 'labels.csv'), folds=(1,), device='cpu', epochs=1,
                              out_dir=str(tmp_path / 'runs')), progress=False)
     assert 0 <= res['acc_fold']['fold1'] <= 100 and len(res['y_true']) == len(prepare_folder(real, 1)['test'])
 
@@ -141,9 +147,53 @@ def test_fewshot_folder_smoke(tones, tmp_path, monkeypatch):
         d = tmp_path / 'folders' / f'k{k}'; d.mkdir(parents=True)
         for p in sorted((tones / 'clips').glob(f'c{k % 3}_*.wav'))[2 * (k // 3):2 * (k // 3) + 2]: shutil.copy(p, d / p.name)
     cfg = fewshot_config('smoke', dataset='folder', data_root=str(tmp_path / 'folders'), n_way=2, n_shot=1, n_query=1, device='cpu',
-                         out_dir=str(tmp_path / 'runs'))
+                         num_epochs=2, out_dir=str(tmp_path / 'runs'))
     data = load_splits(cfg)
     classes = {s: set(d.classes) for s, d in data.items()}
     assert [len(classes[s]) for s in ('train', 'valid', 'test')] == [5, 2, 2] and not (classes['train'] & classes['test'])  # splits by class
     res = run_fewshot(cfg, data)
-    assert 0 <= res['acc'] <= 100
+    assert 0 <= res['acc'] <= 100 and 0 <= res['baseline_acc'] <= 100 and len(res['baseline_accs']) == len(res['test_accs'])
+    assert res['choices']['segment'] == 0.75 and not res['choices']['multi_segm'] and res['epochs'] == 2  # 0.6-s clips fit 0.75 s
+
+
+# --- the real-sound corpora of every shape through the own-data default (smoke-sized: soundlab.realsounds.CORPORA) ---
+
+EXPECT = {  # corpus -> what the default must choose for it
+    'drums': dict(crops='whole', eval='whole', loss='ce', pool='mean'),
+    'onsets': dict(input_s=5., crops='whole', eval='whole', loss='ce', hop_ms=52.),
+    'scenes': dict(input_s=10., crops='random', eval='windows', loss='bce', pool='max', hop_ms=100.),
+    'imbalanced': dict(balance='sampler', loss='ce'),
+}
+
+@pytest.fixture(scope='session')
+def corpora(tmp_path_factory):
+    if not HAVE_REAL: pytest.skip(NO_REAL)
+    root = tmp_path_factory.mktemp('corpora')
+    return {c: make_corpus(c, root / c, smoke=True) for c in EXPECT}
+
+@pytest.mark.parametrize('name', list(EXPECT))
+def test_real_corpus_default(name, corpora, tmp_path, monkeypatch):
+    "Each shape: the choices follow the corpus (printed, stored in the run folder and the results row); one epoch trains; both baselines score."
+    monkeypatch.setenv('SOUNDLAB_DATA', str(tmp_path))
+    from soundlab.recipes.respiratory import respiratory_config, load_cycles, run_respiratory, untrained_probe
+    from soundlab.baselines import logmel_logreg_baseline
+    cfg = respiratory_config('own', data_root=str(corpora[name]), fold=1, n_folds=2, epochs=1, device='cpu', out_dir=str(tmp_path / 'runs'))
+    assert {k: cfg.choices[k] for k in EXPECT[name]} == EXPECT[name], cfg.choices
+    data = load_cycles(cfg, progress=False)
+    assert len(data['train']['clip']) == len(data['train']['x']) and int(data['train']['clip'].max()) + 1 == len(data['train']['y'])
+    row, runs = run_respiratory(cfg, data, progress=False)
+    assert (runs[0]['run_dir'] / 'choices.json').is_file() and 'input_s=' in row['choices']
+    assert row['metric'] == ('mAP' if name == 'scenes' else 'balanced accuracy') and 0 <= runs[0]['last_score'] <= 100
+    assert len(runs[0]['y_pred']) == len(data['test']['y'])  # one prediction a clip (windows pooled)
+    key = 'map' if name == 'scenes' else 'acc'
+    assert 0 <= logmel_logreg_baseline(data['train']['records'], data['test']['records'], n_classes=len(data['classes']))[key] <= 100
+    assert 0 <= untrained_probe(cfg, data)[key] <= 100
+
+def test_debian_packages_match_makefile():
+    "`make real-corpus-deps` (what CI installs) installs exactly the packages soundlab.realsounds reads."
+    mk = (Path(__file__).resolve().parents[1] / 'Makefile').read_text()
+    val = ''
+    for line in mk[mk.index('REAL_CORPUS_DEBS ='):].splitlines():  # the variable and its continuation lines
+        val += line.rstrip('\\') + ' '
+        if not line.endswith('\\'): break
+    assert sorted(val.split('=', 1)[1].split()) == sorted(DEBIAN_PACKAGES)

@@ -1,56 +1,93 @@
-"""Own-data default recipe vs the log-mel logistic-regression baseline, per fold, on a folder of recordings.
+"""The own-data default against two baselines, per corpus and per fold: `make own-baseline`.
 
-    python tools/own_data_vs_baseline.py --data_root data/real          # make_real_corpus writes it first if missing
-    python tools/own_data_vs_baseline.py --data_root my.csv --folds 1 2 --ast   # also the AST recipe (demo preset)
+    python tools/own_data_vs_baseline.py                                  # the four real-sound corpora, 5 folds each
+    python tools/own_data_vs_baseline.py --corpora onsets --folds 1 2     # some of them
+    python tools/own_data_vs_baseline.py --data_root my_data              # your own folder / CSV instead
 
-Prints one row per fold (test accuracy / balanced accuracy, %) and writes them to --out (CSV + Markdown).
-The recipe's numbers are its LAST epoch (no epoch chosen on the test fold), the baseline's are its only fit.
+For each fold: the respiratory recipe's `own` preset (settings chosen from the training clips, printed and stored;
+its LAST epoch: nothing is chosen on the test fold), `soundlab.baselines.logmel_logreg_baseline` (logistic regression
+on per-band log-mel mean/std/max) and `untrained_probe` (a logistic regression on the clip embeddings of the same
+CNN at its random initialisation). Single-label corpora are scored by accuracy and balanced accuracy, multi-label ones
+by mAP. Writes <out>_folds.csv (one row per corpus x fold, resumed: a finished fold is not run again) and
+<out>.csv / <out>.md (mean ± std over folds), and the CPU seconds of each part.
 """
-import argparse, time
+import argparse, json, os, resource, time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 import numpy as np, pandas as pd
-from dataclasses import replace
+
+CORPORA = ('drums', 'onsets', 'scenes', 'imbalanced')
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF); return r.ru_utime + r.ru_stime
+
+def run_fold(name:str, root:str, fold:int, runs:str, overrides:dict, threads:int) -> dict:
+    "One corpus x fold: the default and both baselines (in a worker process)."
+    import torch
+    torch.set_num_threads(threads)
+    from soundlab.recipes.respiratory import respiratory_config, load_cycles, run_respiratory, untrained_probe
+    from soundlab.baselines import logmel_logreg_baseline
+    t0 = _cpu()
+    cfg = respiratory_config('own', data_root=root, fold=fold, device='cpu', out_dir=str(Path(runs)/name), **overrides)
+    data = load_cycles(cfg, progress=False); t1 = _cpu()
+    row, runs_ = run_respiratory(cfg, data, progress=False); r = runs_[0]; t2 = _cpu()
+    lr = logmel_logreg_baseline(data['train']['records'], data['test']['records'], n_classes=len(data['classes'])); t3 = _cpu()
+    pr = untrained_probe(cfg, data); t4 = _cpu()
+    multi = cfg.multilabel
+    pick = lambda d: (d['map'],) if multi else (d['acc'], d['bacc'])
+    out = dict(corpus=name, fold=fold, metric='mAP' if multi else 'accuracy', n_train=len(data['train']['y']), n_test=len(data['test']['y']),
+               n_classes=len(data['classes']))
+    last = r['history'].iloc[-1]
+    out['default'] = float(last.test_score if multi else last.test_acc)
+    out['logreg'], out['probe'] = pick(lr)[0], pick(pr)[0]
+    if not multi: out |= dict(default_bacc=float(last.test_score), logreg_bacc=lr['bacc'], probe_bacc=pr['bacc'])
+    out |= dict(cpu_features_s=round(t1 - t0), cpu_default_s=round(t2 - t1), cpu_logreg_s=round(t3 - t2), cpu_probe_s=round(t4 - t3),
+                choices='; '.join(f'{k}={v}' for k, v in cfg.choices.items() if k not in ('why', 'profile')), profile=cfg.choices['profile'])
+    return out
+
+def summary(df:pd.DataFrame) -> pd.DataFrame:
+    "Mean ± std (sample std) over folds of every method, per corpus."
+    rows = []
+    for name, d in df.groupby('corpus', sort=False):
+        ms = lambda c: f'{d[c].mean():.1f} ± {d[c].std(ddof=1) if len(d) > 1 else 0.:.1f}'
+        row = dict(corpus=name, metric=d.metric.iloc[0], folds=len(d), clips=int(d.n_train.iloc[0] + d.n_test.iloc[0]), classes=int(d.n_classes.iloc[0]),
+                   default=ms('default'), logreg=ms('logreg'), probe=ms('probe'))
+        if d.metric.iloc[0] != 'mAP': row |= {'default bal. acc': ms('default_bacc'), 'logreg bal. acc': ms('logreg_bacc'), 'probe bal. acc': ms('probe_bacc')}
+        row['default - logreg'] = f"{(d.default - d.logreg).mean():+.1f}"
+        row['CPU min (all folds)'] = round(d.filter(like='cpu_').sum().sum() / 60, 1)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--data_root', default='data/real'); ap.add_argument('--dataset', default='folder')
-    ap.add_argument('--folds', type=int, nargs='*', default=None); ap.add_argument('--epochs', type=int, default=None)
-    ap.add_argument('--ast', action='store_true', help='also the AST recipe (demo preset, from scratch)')
-    ap.add_argument('--device', default='auto'); ap.add_argument('--out', default='figures/own_data_vs_baseline')
-    ap.add_argument('--runs', default='data/runs/own_vs_baseline', help='checkpoints (a finished fold is resumed, not retrained)')
+    ap.add_argument('--corpora', nargs='*', default=list(CORPORA), help='soundlab.realsounds corpora (make_corpus names)')
+    ap.add_argument('--data_root', default=None, help='your own data instead (a CSV or class folders)')
+    ap.add_argument('--folds', type=int, nargs='*', default=[1, 2, 3, 4, 5])
+    ap.add_argument('--workers', type=int, default=2, help='folds run in parallel (one thread each)')
+    ap.add_argument('--set', default='{}', help='JSON of respiratory_config overrides, e.g. \'{"epochs": 20}\'')
+    ap.add_argument('--out', default='figures/own_data_vs_baseline'); ap.add_argument('--runs', default='data/runs/own_vs_baseline')
     a = ap.parse_args()
-    from soundlab.data.folder import make_real_corpus, prepare_folder, folder_folds
-    from soundlab.baselines import logmel_logreg_baseline
-    from soundlab.recipes.respiratory import respiratory_config, load_cycles, run_respiratory
-    root = Path(a.data_root)
-    if not root.exists() and a.data_root == 'data/real': make_real_corpus(root)
-    folds = a.folds or folder_folds(root, a.dataset)
-    rows = []
-    for k in folds:
-        sp = prepare_folder(root, k or 1, dataset=a.dataset)
-        t0 = time.time(); b = logmel_logreg_baseline(sp['train'], sp['test']); tb = time.time() - t0
-        cfg = respiratory_config('own', dataset=a.dataset, data_root=str(root), fold=k or 1, epochs=a.epochs,
-                                 t_max=a.epochs, device=a.device)
-        cfg = replace(cfg, out_dir=str(Path(a.runs)/f'e{cfg.epochs}_d{cfg.duration:g}_lr{cfg.lr:g}'))  # fresh runs, never resumed from others
-        t0 = time.time(); row, runs = run_respiratory(cfg, load_cycles(cfg, progress=False), progress=False); tr = time.time() - t0
-        r = runs[0]
-        out = dict(fold=k, n_train=len(sp['train']), n_test=len(sp['test']), n_classes=len(sp['classes']),
-                   baseline_acc=b['acc'], baseline_bacc=b['bacc'], recipe_acc=r['last_acc'], recipe_bacc=r['last_score'],
-                   recipe_best_acc=r['acc'], recipe=f'respiratory own: {cfg.backbone} {cfg.method} {cfg.epochs} ep lr {cfg.lr:g} '
-                   f'{cfg.duration:g} s', baseline_s=round(tb, 1), recipe_s=round(tr, 1))
-        if a.ast:
-            from soundlab.recipes.ast import ast_config, run_ast
-            acfg = ast_config('demo', 'esc50', dataset=a.dataset, data_root=str(root), folds=(k,), device=a.device)
-            out['ast_acc'] = run_ast(acfg, progress=False)['acc_fold'][f'fold{k}']
-        rows.append(out); print(pd.DataFrame([out]).to_string(index=False), flush=True)
-        write(rows, a.out)
-
-def write(rows, out):
-    df = pd.DataFrame(rows)
-    mean = df.select_dtypes('number').mean().to_dict() | dict(fold='mean', recipe=rows[0]['recipe'])
-    df = pd.concat([df, pd.DataFrame([mean])], ignore_index=True)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    df.round(2).to_csv(f'{out}.csv', index=False); Path(f'{out}.md').write_text(df.round(2).to_markdown(index=False) + '\n')
-    print(df.round(2).to_string(index=False), flush=True)
+    from soundlab.realsounds import make_corpus
+    roots = {Path(a.data_root).stem: str(a.data_root)} if a.data_root else {c: str(make_corpus(c)) for c in a.corpora}
+    folds_csv = Path(f'{a.out}_folds.csv'); folds_csv.parent.mkdir(parents=True, exist_ok=True)
+    done = pd.read_csv(folds_csv) if folds_csv.is_file() else pd.DataFrame(columns=['corpus', 'fold'])
+    todo = [(c, k) for c in roots for k in a.folds if not ((done.corpus == c) & (done.fold == k)).any()]
+    print(f'{len(todo)} corpus x fold runs to do ({len(done)} done)', flush=True)
+    rows = done.to_dict('records')
+    with ProcessPoolExecutor(a.workers) as ex:
+        futs = {ex.submit(run_fold, c, roots[c], k, a.runs, json.loads(a.set), 1): (c, k) for c, k in todo}
+        for f in as_completed(futs):
+            try: row = f.result()
+            except Exception as e: print(f'{futs[f]} failed: {e!r}', flush=True); continue  # the others go on; rerun resumes
+            rows.append(row); print(pd.DataFrame([row]).drop(columns=['choices', 'profile']).to_string(index=False), flush=True)
+            pd.DataFrame(rows).sort_values(['corpus', 'fold']).to_csv(folds_csv, index=False)
+    df = pd.read_csv(folds_csv); df = df[df.corpus.isin(list(roots))]
+    order = {c: i for i, c in enumerate(roots)}; df = df.sort_values(['corpus', 'fold'], key=lambda s: s.map(order) if s.name == 'corpus' else s)
+    table = summary(df)
+    table.to_csv(f'{a.out}.csv', index=False)
+    prof = '\n'.join(f'- `{c}`: {d.profile.iloc[0]}; chosen (fold 1): {d.choices.iloc[0]}' for c, d in df.groupby('corpus', sort=False))
+    Path(f'{a.out}.md').write_text(table.to_markdown(index=False) + '\n\nPer fold:\n\n'
+                                   + df.drop(columns=['choices', 'profile']).round(1).to_markdown(index=False) + '\n\nCorpora and choices:\n\n' + prof + '\n')
+    print(table.to_string(index=False))
 
 if __name__ == '__main__': main()

@@ -17,8 +17,8 @@ from ..audio import AudioInfo, audio_info, load_segment
 from ..features import feature_key
 
 # %% auto #0
-__all__ = ['Record', 'records_df', 'class_counts', 'meta_labels', 'BadFiles', 'bad_files', 'check_audio_file', 'segment_problem',
-           'SegmentDataset', 'precompute']
+__all__ = ['Record', 'records_df', 'class_counts', 'meta_labels', 'read_label_csv', 'BadFiles', 'bad_files', 'check_audio_file',
+           'segment_problem', 'SegmentDataset', 'precompute']
 
 # %% ../../nbs/10_data.core.ipynb #c006
 @dataclass
@@ -66,6 +66,19 @@ def meta_labels(records, # `Record`s whose `custom` holds 'sex' and 'age'
     grp = np.where(np.isfinite(age), (age < age_threshold).astype(int), -1)
     lab = {'s': sex, 'a': grp, 'sa': np.where((sex >= 0) & (grp >= 0), 2 * sex + grp, -1)}[kind]
     return np.where(lab >= 0, lab, -1 if missing == 'ignore' else (4 if kind == 'sa' else 2))
+
+# %% ../../nbs/10_data.core.ipynb #lv01
+def read_label_csv(path, # class_labels_indices.csv: index,mid,display_name
+                  ) -> pd.DataFrame:
+    "The label table (columns index, mid, display_name), validated: indices 0..C-1 in order, unique mids."
+    path = Path(path)
+    if not path.is_file(): raise DatasetError(path, 'missing label file (columns index,mid,display_name)')
+    try: df = pd.read_csv(path, dtype={'mid': str, 'display_name': str})
+    except Exception as e: raise DatasetError(path, f'not a readable CSV: {e}') from None
+    if miss := [c for c in ('index', 'mid', 'display_name') if c not in df.columns]: raise DatasetError(path, f'missing column(s) {miss}')
+    if df['index'].tolist() != list(range(len(df))): raise DatasetError(path, 'the index column must be 0, 1, ..., C-1 in order')
+    if (dup := df.mid.duplicated()).any(): raise DatasetError(path, f'mid {df.mid[dup].iloc[0]} listed twice')
+    return df[['index', 'mid', 'display_name']]
 
 # %% ../../nbs/10_data.core.ipynb #rb01
 class BadFiles:
@@ -129,10 +142,11 @@ def check_audio_file(path, # an audio file
 # %% ../../nbs/10_data.core.ipynb #rb09
 def segment_problem(wave:torch.Tensor, # the decoded segment
                     x:torch.Tensor|None=None, # its features, if computed
+                    silent_ok:bool=False, # an all-zero segment is fine (a window of a longer clip)
                    ) -> str|None:
     "Why a decoded segment (and its features) cannot be used, or None."
     if not _all_finite(wave): return 'non-finite samples (NaN or Inf)'
-    if wave.numel() == 0 or wave.abs().max() == 0: return 'silent segment (all samples are zero): its features would be constant or NaN'
+    if wave.numel() == 0 or (not silent_ok and wave.abs().max() == 0): return 'silent segment (all samples are zero): its features would be constant or NaN'
     if x is not None and not _all_finite(x): return 'the front end returned NaN or Inf for this segment'
     return None
 
@@ -243,10 +257,11 @@ def precompute(ds:SegmentDataset, # a dataset with a `cache`
     with tqdm(total=len(todo), desc='precompute', unit='seg', disable=not progress) as bar:
         for b, (waves, whys) in enumerate(dl):
             idx = todo[b * batch_size:b * batch_size + len(waves)]
-            why = [w_ or segment_problem(w) for w, w_ in zip(waves, whys)]
+            ok = [bool(ds.records[i].custom.get('silent_ok')) for i in idx]
+            why = [w_ or segment_problem(w, silent_ok=o) for w, w_, o in zip(waves, whys, ok)]
             good = [k for k in range(len(waves)) if not why[k]]
             for k, x in zip(good, _apply_frontend(ds.frontend, torch.stack([waves[k] for k in good])) if good else []):
-                why[k] = segment_problem(waves[k], x)
+                why[k] = segment_problem(waves[k], x, silent_ok=ok[k])
                 if why[k] is None: ds.cache.put(keys[idx[k]], x)
             for k in (k for k in range(len(waves)) if why[k]):
                 r = ds.records[idx[k]]; failed.add(idx[k])

@@ -21,9 +21,9 @@ from ..streaming import check_features, BatchKaldiFbank, TaggingFrontend, Datafi
 from .core import Record, BadFiles, bad_files, segment_problem
 
 # %% auto #0
-__all__ = ['AUDIOSET_MEAN', 'AUDIOSET_STD', 'read_datafile', 'write_datafile', 'read_label_csv', 'write_label_csv',
-           'resample_folder', 'records_from_datafile', 'multi_hot', 'TaggingDataset', 'fbank_stats', 'label_counts',
-           'sample_weights', 'write_weight_file', 'read_weight_file', 'weighted_sampler']
+__all__ = ['AUDIOSET_MEAN', 'AUDIOSET_STD', 'read_datafile', 'write_datafile', 'write_label_csv', 'resample_folder',
+           'records_from_datafile', 'multi_hot', 'TaggingDataset', 'fbank_stats', 'label_counts', 'sample_weights',
+           'write_weight_file', 'read_weight_file', 'weighted_sampler']
 
 # %% ../../nbs/16_data.tagging.ipynb #c006
 def read_datafile(path, # an AST/PSLA datafile: {"data": [{"wav": ..., "labels": "mid1,mid2"}, ...]}
@@ -50,17 +50,7 @@ def write_datafile(path, # the JSON file to (over)write
     return Path(path)
 
 # %% ../../nbs/16_data.tagging.ipynb #c011
-def read_label_csv(path, # class_labels_indices.csv: index,mid,display_name
-                  ) -> pd.DataFrame:
-    "The label table (columns index, mid, display_name), validated: indices 0..C-1 in order, unique mids."
-    path = Path(path)
-    if not path.is_file(): raise DatasetError(path, 'missing label file (columns index,mid,display_name)')
-    try: df = pd.read_csv(path, dtype={'mid': str, 'display_name': str})
-    except Exception as e: raise DatasetError(path, f'not a readable CSV: {e}') from None
-    if miss := [c for c in ('index', 'mid', 'display_name') if c not in df.columns]: raise DatasetError(path, f'missing column(s) {miss}')
-    if df['index'].tolist() != list(range(len(df))): raise DatasetError(path, 'the index column must be 0, 1, ..., C-1 in order')
-    if (dup := df.mid.duplicated()).any(): raise DatasetError(path, f'mid {df.mid[dup].iloc[0]} listed twice')
-    return df[['index', 'mid', 'display_name']]
+from .core import read_label_csv  # its home is data.core (soundlab.streaming reads it too)
 
 # %% ../../nbs/16_data.tagging.ipynb #c012
 def write_label_csv(path, # the CSV to write

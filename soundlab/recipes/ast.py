@@ -15,13 +15,14 @@ from ..core import SoundlabError, DatasetError, data_dir, runs_root, get_device,
 from .. import dist
 from ..data.core import BadFiles
 from ..data.folder import prepare_folder, folder_folds
+from ..data.profile import profile_corpus, choose_settings, window_records, pool_windows, crop_weights
 from ..features import KaldiFbank, FeatureCache
 from ..data.tagging import TaggingDataset, fbank_stats, sample_weights
 from ..data.vocalsound import prepare_vocalsound, VS_CLASSES
 from ..data.esc50 import prepare_esc50, esc50_classes
 from ..data.speechcommands import prepare_speechcommands, SC_CLASSES
 from ..models.ast import ASTModel
-from ..metrics import accuracy, mean_auc, confusion_df
+from ..metrics import accuracy, mean_auc, mean_ap, confusion_df
 from ..train import Trainer, predict, load_checkpoint, seed_precision
 from ..streaming import check_features, with_frontend
 from ..augment import SpecAugment
@@ -33,8 +34,8 @@ from .respiratory import RespiratoryConfig, make_step as contrastive_step, linea
 # %% auto #0
 __all__ = ['TASKS', 'VS_META', 'PRESETS', 'ASTConfig', 'ast_config', 'corpus_root', 'task_splits', 'class_names', 'build_model',
            'logits', 'make_step', 'make_optimizer', 'fbank_norm', 'datasets', 'run_key', 'run_dir', 'scores_of',
-           'metrics_of', 'train_model', 'vocalsound_meta', 'train_mscl', 'run_esc50', 'run_speechcommands',
-           'group_accuracy', 'run_vocalsound', 'run_own', 'run_ast']
+           'metrics_of', 'clip_index', 'train_model', 'vocalsound_meta', 'train_mscl', 'run_esc50',
+           'run_speechcommands', 'group_accuracy', 'run_vocalsound', 'adapt_own', 'run_own', 'run_ast']
 
 # %% ../../nbs/44_recipes.ast.ipynb #c006
 TASKS = ('vocalsound', 'esc50', 'speechcommands')
@@ -73,6 +74,10 @@ class ASTConfig:
     lam:float=0.75; tau:float=0.06 # M-SCL: weight of the class term; SupCon temperature
     epochs2:int=50; lr2:float=1e-3 # M-SCL: linear-evaluation epochs and lr
     mix_beta:float=1.; pm_alpha:float=1. # Patch-Mix: Beta(mix_beta, mix_beta) mixing ratio; weight of its contrastive term (tau: its temperature)
+    adapt:bool=True # own data: choose what is not given below from the training clips of each fold (`adapt_own`)
+    crop:str='first' # 'first': a clip's first `target_length` frames (the seeds); 'random': a random crop of longer clips each epoch
+    crop_hop:float=0.125; eval_windows:bool=False; eval_hop:float=0.5; pool:str='mean' # crops' grid (s); whole-clip evaluation as pooled windows
+    choices:dict=field(default_factory=dict) # own data: what `adapt_own` chose (and which settings you gave)
     out_dir:str='' # runs; '' = data_dir()/runs
 
 # %% ../../nbs/44_recipes.ast.ipynb #c007
@@ -120,6 +125,7 @@ def ast_config(preset:str='demo', # 'paper', 'demo' or 'smoke'
     if cfg.method == 'mscl' and (cfg.task != 'vocalsound' or cfg.model != 'ast'):
         raise ValueError(f"method='mscl' needs speaker metadata and an AST: task 'vocalsound', model 'ast' (got {cfg.task!r}, {cfg.model!r})")
     if cfg.metalabel not in VS_META: raise ValueError(f'metalabel must be one of {list(VS_META)}, got {cfg.metalabel!r}')
+    if cfg.dataset and cfg.adapt: cfg = replace(cfg, choices={'given': sorted(k for k, v in overrides.items() if v is not None)})
     return replace(cfg, folds=tuple(cfg.folds), betas=tuple(cfg.betas))
 
 # %% ../../nbs/44_recipes.ast.ipynb #c011
@@ -211,11 +217,12 @@ def datasets(cfg:ASTConfig, train:list, evals:dict, n_classes:int, norm:tuple, c
 _MSCL_KEYS = ('metalabel', 'lam', 'tau', 'epochs2', 'lr2')
 _PM_KEYS = ('mix_beta', 'pm_alpha')  # Patch-Mix (with tau)
 
-_KEPT_NAMES = dict(cache_dtype='float32', stereo='mix', psla_mode='timm', method='ce')  # defaults left out: earlier run folders kept
+_KEPT_NAMES = dict(cache_dtype='float32', stereo='mix', psla_mode='timm', method='ce', adapt=True, crop='first', crop_hop=0.125,
+                   eval_windows=False, eval_hop=0.5, pool='mean')  # defaults left out: earlier run folders kept
 
 def run_key(cfg:ASTConfig) -> dict:
     "Every setting that shapes a run of `cfg` (`core.run_config`; the feature modes give the same numbers, `folds` only picks runs)."
-    keep = run_config(cfg, ('folds', 'features', 'lazy_cache'), drop=_KEPT_NAMES)
+    keep = run_config(cfg, ('folds', 'features', 'lazy_cache', 'choices'), drop=_KEPT_NAMES)
     other = {'ce': _MSCL_KEYS + _PM_KEYS, 'mscl': _PM_KEYS, 'patchmix': tuple(k for k in _MSCL_KEYS if k != 'tau')}.get(cfg.method, ())
     return {k: v for k, v in keep.items() if k not in other}  # other methods' settings left out: earlier run folders kept
 
@@ -236,6 +243,16 @@ def metrics_of(y:torch.Tensor, s:torch.Tensor) -> dict:
     return dict(acc=100 * accuracy(y.argmax(1).numpy(), s.argmax(1).numpy()), auc=auc)
 
 # %% ../../nbs/44_recipes.ast.ipynb #c020
+def clip_index(records) -> tuple|None:
+    "Own data's windows (`custom['clip']`): (clip of each window (W,), first window of each clip), or None when every record is a clip."
+    if not any('clip' in r.custom for r in records): return None
+    ids = [r.custom.get('clip', r.id) for r in records]; order = {c: i for i, c in enumerate(dict.fromkeys(ids))}
+    idx = torch.tensor([order[c] for c in ids])
+    first = {}
+    for i, c in enumerate(ids): first.setdefault(c, i)
+    first = torch.tensor(list(first.values()))
+    return idx, first
+
 def train_model(cfg:ASTConfig, train:list, evals:dict, # training records; {name: evaluation records}
                 n_classes:int, norm:tuple, cache, name:str, # fbank statistics, FeatureCache, run name
                 monitor:str|None=None, progress:bool=True, bad=None) -> dict:
@@ -246,22 +263,34 @@ def train_model(cfg:ASTConfig, train:list, evals:dict, # training records; {name
         cache.refresh()
         for d in [tr, *ev.values()]: d.prepare(progress=progress and dist.is_main(), lazy=cfg.lazy_cache, num_workers=cfg.num_workers)
     model = build_model(cfg, n_classes); opt, sched = make_optimizer(cfg, model)
-    targets, per_epoch = {k: d.labels() for k, d in ev.items()}, []
+    clips = {k: clip_index(d.records) for k, d in ev.items()}  # own data's windows of longer clips (None: a clip each)
+    targets, per_epoch = {k: d.labels() if clips[k] is None else d.labels()[clips[k][1]] for k, d in ev.items()}, []
+    def score(m, k, d):  # (clips, C) logits: the windows' probabilities pooled per clip, back on the logit scale
+        s = scores_of(cfg, m, d, trainer.device)
+        if clips[k] is None: return s
+        p = pool_windows(torch.sigmoid(s) if cfg.loss == 'BCE' else s.softmax(1), clips[k][0], cfg.pool).clamp(1e-7, 1 - 1e-7)
+        return torch.logit(p) if cfg.loss == 'BCE' else p.log()
     def evaluate(m):  # rank 0 scores the evaluation sets; every rank keeps its scores (the metrics agree across ranks)
-        s = dist.broadcast({k: scores_of(cfg, m, d, trainer.device) for k, d in ev.items()} if dist.is_main() else None); per_epoch.append(s)
+        s = dist.broadcast({k: score(m, k, d) for k, d in ev.items()} if dist.is_main() else None); per_epoch.append(s)
         return {f'{k}_{mk}': v for k, x in s.items() for mk, v in metrics_of(targets[k], x).items()}
     out = run_dir(cfg, name)
     trainer = Trainer(model, None, opt, sched, evaluate, monitor, out_dir=out,
                       device=cfg.device, precision=seed_precision(cfg.amp, 'fp16' if cfg.model == 'ast' else 'fp32'),
                       seed=cfg.seed, progress=progress, desc=f'{cfg.task} {name}', run_config=run_key(cfg) | {'name': name})
     trainer.step = with_frontend(make_step(cfg, opt, trainer.generator), tr.device_frontend())
-    weights = sample_weights([r.labels for r in train], n_classes) if cfg.bal else None
-    hist = trainer.fit(trainer.loader(tr, cfg.bs, shuffle=True, weights=weights, num_workers=cfg.num_workers), cfg.epochs)
+    weights = sample_weights([r.labels for r in tr.records], n_classes) if cfg.bal else None
+    n_draws = None
+    if (ct := clip_index(tr.records)) is not None:  # random crops: each draw a clip (balanced: by its labels' counts), then a window of it
+        first = ct[1]; cw = sample_weights([tr.records[i].labels for i in first], n_classes) if cfg.bal else None
+        weights, n_draws = crop_weights(ct[0].numpy(), cw), len(first)
+    if cfg.choices and dist.is_main():
+        out.mkdir(parents=True, exist_ok=True); (out/'choices.json').write_text(json.dumps(cfg.choices, indent=1, default=str))
+    hist = trainer.fit(trainer.loader(tr, cfg.bs, shuffle=True, weights=weights, num_samples=n_draws, num_workers=cfg.num_workers), cfg.epochs)
     if len(per_epoch) < len(hist):  # resumed: the finished epochs' scores were not kept; recompute with the final model
-        per_epoch = [{k: scores_of(cfg, model, d, trainer.device) for k, d in ev.items()}] * (len(hist) - len(per_epoch)) + per_epoch
+        per_epoch = [{k: score(model, k, d) for k, d in ev.items()}] * (len(hist) - len(per_epoch)) + per_epoch
     best = per_epoch[-1]
     if monitor and (out/'best.pt').exists():
-        model.load_state_dict(load_checkpoint(out/'best.pt')['model']); best = {k: scores_of(cfg, model, d, trainer.device) for k, d in ev.items()}
+        model.load_state_dict(load_checkpoint(out/'best.pt')['model']); best = {k: score(model, k, d) for k, d in ev.items()}
     return dict(history=hist, scores=per_epoch, targets=targets, best_scores=best, model=model, run_dir=out)
 
 # %% ../../nbs/44_recipes.ast.ipynb #ms01
@@ -368,6 +397,25 @@ def run_vocalsound(cfg:ASTConfig, progress:bool=True) -> dict:
                 groups=group_accuracy(sp['test'], s.argmax(1)), norm=norm, y_true=y, y_pred=s.argmax(1),
                 confusion=confusion_df(y, s.argmax(1), names), run=r, bad=bad)
 
+# %% ../../nbs/44_recipes.ast.ipynb #own2
+_AST_FIELDS = dict(input_s='target_length', crops='crop', crop_hop_s='crop_hop', eval='eval_windows', eval_hop_s='eval_hop', pool='pool',
+                   loss='loss', balance='bal', bs='bs', epochs='epochs')  # choose_settings' names -> ASTConfig fields
+
+def adapt_own(cfg:ASTConfig, train:list, n_classes:int, verbose:bool=True) -> ASTConfig:
+    "Own data: `cfg` with the settings `choose_settings` picks from the training clips `train` (but those given to `ast_config`)."
+    given = set(cfg.choices.get('given', ()))
+    prof = profile_corpus(train, n_classes)
+    conv = dict(target_length=lambda v: v / 100, eval_windows=lambda v: 'windows' if v else 'whole', loss=lambda v: v.lower(),
+                bal=lambda v: 'sampler' if v else 'none', crop=lambda v: 'random' if v == 'random' else 'whole')
+    mine = {k: conv.get(f, lambda v: v)(getattr(cfg, f)) for k, f in _AST_FIELDS.items() if f in given}
+    ch = choose_settings(prof, **mine)
+    new = replace(cfg, target_length=max(16, round(ch.input_s * 100)), crop='random' if ch.crops == 'random' else 'first', crop_hop=ch.crop_hop_s,
+                  eval_windows=ch.eval == 'windows', eval_hop=ch.eval_hop_s, pool=ch.pool, loss=ch.loss.upper(), bal=ch.balance != 'none',
+                  bs=int(ch.bs), epochs=int(ch.epochs))
+    if 'lrscheduler_start' not in given: new = replace(new, lrscheduler_start=max(1, round(2 * new.epochs / 3)))
+    if verbose: print(f'own data: {prof.summary()}\nchosen:\n' + ch.table().to_string(index=False))
+    return replace(new, choices=dict(cfg.choices, profile=prof.summary(), **asdict(ch)))
+
 # %% ../../nbs/44_recipes.ast.ipynb #own1
 def run_own(cfg:ASTConfig, progress:bool=True) -> dict:
     "Own data: accuracy (and AUC) of each test fold (or of the CSV's test split), and their mean."
@@ -378,14 +426,18 @@ def run_own(cfg:ASTConfig, progress:bool=True) -> dict:
     with FeatureCache(data_dir()/'cache'/f'own_{root.stem}') as cache:
         for k in folds:
             sp = prepare_folder(root, k or 1, len(avail), dataset=cfg.dataset, multilabel=True, on_bad_file=bad); names = sp.pop('classes')
-            norm = fbank_norm(cfg, sp['train'], cache, bad)
-            evals = {'test': sp['test']} | ({'val': sp['val']} if 'val' in sp else {})
-            runs[k] = train_model(cfg, sp['train'], evals, len(names), norm, cache, f'own_fold{k}', 'val_acc' if 'val' in sp else None, progress, bad)
+            fcfg = adapt_own(cfg, sp['train'], len(names), verbose=progress or True) if cfg.adapt else cfg
+            train = window_records(sp['train'], fcfg.target_length / 100, fcfg.crop_hop)[0] if fcfg.crop == 'random' else sp['train']
+            evals = {s: window_records(sp[s], fcfg.target_length / 100, fcfg.eval_hop)[0] if fcfg.eval_windows else sp[s] for s in ('test', 'val') if s in sp}
+            norm = fbank_norm(fcfg, train, cache, bad)
+            runs[k] = train_model(fcfg, train, evals, len(names), norm, cache, f'own_fold{k}', 'val_acc' if 'val' in sp else None, progress, bad)
+            runs[k]['choices'] = fcfg.choices
     m = {f'fold{k}': metrics_of(r['targets']['test'], r['best_scores']['test']) for k, r in runs.items()}
     y = torch.cat([r['targets']['test'] for r in runs.values()]).argmax(1)
     s = torch.cat([r['best_scores']['test'] for r in runs.values()])
     return dict(task='own', acc_fold={k: v['acc'] for k, v in m.items()}, auc_fold={k: v['auc'] for k, v in m.items()},
-                mean_acc=float(np.mean([v['acc'] for v in m.values()])), classes=names, y_true=y, y_pred=s.argmax(1),
+                mean_acc=float(np.mean([v['acc'] for v in m.values()])), map_fold={f'fold{k}': 100 * mean_ap(r['targets']['test'].numpy(), r['best_scores']['test'].numpy())
+                for k, r in runs.items()}, choices={f'fold{k}': r['choices'] for k, r in runs.items()}, classes=names, y_true=y, y_pred=s.argmax(1),
                 confusion=confusion_df(y, s.argmax(1), names), runs=runs, bad=bad)
 
 # %% ../../nbs/44_recipes.ast.ipynb #c025

@@ -21,14 +21,16 @@ from ..data.metaaudio import MetaAudio, EpisodicSampler, collate_episode, prepar
 from ..models.fewshot import load_fewshot_config, create_fewshot_model, _augmenting
 from ..losses import class_prototypes, prototypical_loss, cpl_loss, AngularProtoLoss, relation_loss
 from ..metrics import fewshot_ci
+from ..baselines import band_statistics, nearest_centroid
 from ..train import Trainer, load_checkpoint, seed_precision
 from ..models.registry import create_model
 
 # %% auto #0
 __all__ = ['SCENARIOS', 'PRESETS', 'apply_scenario', 'FewShotConfig', 'fewshot_config', 'experiment', 'corpus_root',
-           'own_metaaudio', 'load_splits', 'run_episode', 'contrastive_loss_fn', 'episode_step', 'majority_vote',
-           'episode_accuracy', 'evaluate_tasks', 'RegistryEncoder', 'registry_encoder', 'run_key', 'run_dir',
-           'train_fewshot', 'run_fewshot', 'table_row', 'suggest', 'optuna_search']
+           'own_settings', 'own_metaaudio', 'load_splits', 'run_episode', 'contrastive_loss_fn', 'episode_step',
+           'majority_vote', 'episode_accuracy', 'centroid_baseline', 'band_scale', 'evaluate_tasks', 'RegistryEncoder',
+           'registry_encoder', 'run_key', 'run_dir', 'train_fewshot', 'run_fewshot', 'table_row', 'suggest',
+           'optuna_search']
 
 # %% ../../nbs/43_recipes.fewshot.ipynb #c004
 _NO_AUG = dict(train_query_augmentations=False, validation_query_augmentations=False, test_query_augmentations=False)
@@ -83,6 +85,8 @@ class FewShotConfig:
     encoder:str='' # a registered model (soundlab.models.list_models(), e.g. 'cnn6') as the encoder; '' = the seed's encoder_name
     weights:str='' # a weights file for `encoder`, read by its family's loader (e.g. PANNs' Cnn6_mAP=0.343.pth)
     encoder_kw:dict=field(default_factory=dict) # arguments of the registered model (e.g. {'n_mels': 32})
+    adapt:bool=True # own data: segment length, multi-segment recordings, epochs and tasks from the corpus (`own_choices`)
+    choices:dict=field(default_factory=dict) # own data: the settings given to `fewshot_config` (kept), then what was chosen
     out_dir:str='' # runs (checkpoints, histories); '' = data_dir()/runs/fewshot
 
 PRESETS = {
@@ -100,7 +104,9 @@ def fewshot_config(preset:str='demo', **overrides) -> FewShotConfig:
     "A config from a preset with every non-None override applied (papermill passes None for 'use the preset')."
     if preset not in PRESETS: raise ValueError(f'unknown preset {preset!r}; choose from {list(PRESETS)}')
     cfg = replace(FewShotConfig(), **PRESETS[preset])
-    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    if cfg.dataset in ('folder', 'csv') and cfg.adapt: cfg = replace(cfg, choices={'given': sorted(k for k, v in overrides.items() if v is not None)})
+    return cfg
 
 # %% ../../nbs/43_recipes.fewshot.ipynb #c009
 _PASS = ('dataset_name', 'encoder_name', 'use_attention', 'use_contrastive', 'num_epochs', 'n_training_tasks', 'n_testing_tasks', 'patience', 'lr')
@@ -117,7 +123,9 @@ def experiment(cfg:FewShotConfig) -> dict:
         if getattr(cfg, k) is not None: exp |= {f'{k}_{p}': getattr(cfg, k) for p in ('train', 'validation', 'test')}
     if cfg.scheduler_milestones is not None: exp['scheduler_milestones'] = list(cfg.scheduler_milestones)
     if exp['dataset_name'] in MULTI_SEGMENT: exp['multi_segm'] = MULTI_SEGMENT[exp['dataset_name']]  # the seed sets it per dataset
-    if cfg.dataset in ('folder', 'csv'): exp['multi_segm'] = False  # own data: one segment per recording
+    if cfg.dataset in ('folder', 'csv'):  # own data: long clips are written as several segments (majority vote at test)
+        own = own_settings(cfg); exp['multi_segm'] = own['multi_segm']
+        exp |= {k: own[k] for k in ('num_epochs', 'n_training_tasks', 'scheduler_milestones', 'patience') if k in own}
     return exp | cfg.scenario_overrides.get(cfg.scenario, {})
 
 # %% ../../nbs/43_recipes.fewshot.ipynb #c012
@@ -128,12 +136,41 @@ def corpus_root(cfg:FewShotConfig) -> Path:
     args = {'seed': 0, **cfg.synth}
     return make_metaaudio(default_root('metaaudio', args), **args)
 
+_OWN = {}  # (data_root, dataset, adapt, given settings) -> own_settings
+
+def own_settings(cfg:FewShotConfig, verbose:bool=True) -> dict:
+    "Own data: the MetaAudio copy's segment (s), frame hop (samples), multi-segment flag, and (unless given) epochs and tasks, from the corpus profile."
+    from soundlab.data.folder import read_folder
+    from soundlab.data.profile import profile_corpus, choose_settings
+    given = set(cfg.choices.get('given', ()))
+    key = (str(Path(cfg.data_root).expanduser().resolve()), cfg.dataset, cfg.adapt, tuple((k, str(getattr(cfg, k))) for k in sorted(given) if hasattr(cfg, k)))
+    if key in _OWN: return _OWN[key]
+    if not cfg.adapt: _OWN[key] = out = dict(segment=1., hop_length=256, multi_segm=False); return out
+    recs, names = read_folder(cfg.data_root, cfg.dataset, on_bad_file=cfg.on_bad_file)
+    prof = profile_corpus(recs, len(names)); ch = choose_settings(prof, **({'epochs': cfg.num_epochs} if 'num_epochs' in given else {}))
+    exp, _ = load_fewshot_config(cfg.experiment_config or None, cfg.model_config or None)
+    W, S, Q = (getattr(cfg, k) or exp[f'{k}_train'] for k in ('n_way', 'n_shot', 'n_query'))
+    n_train = round(0.6 * prof.n_clips)  # the training classes' share (write_metaaudio_folder's split)
+    out = dict(segment=float(ch.input_s), hop_length=max(256, round(ch.hop_ms * 16)), multi_segm=prof.durations['max'] > ch.input_s + 1e-6)
+    auto = dict(num_epochs=ch.epochs, n_training_tasks=max(8, math.ceil(n_train / (W * (S + Q)))),
+                scheduler_milestones=[max(1, round(2 * ch.epochs / 3))], patience=ch.epochs)
+    out |= {k: v for k, v in auto.items() if k not in given}
+    out['choices'] = dict(profile=prof.summary(), **out, why=ch.why | dict(
+        segment=ch.why['input_s'], multi_segm='longer clips: several segments (random one in training, majority vote in evaluation)',
+        n_training_tasks=f'about one pass over the ~{n_train} training-class recordings an epoch ({W}-way {S}+{Q})'))
+    if verbose: print(f'own data: {prof.summary()}\nchosen: ' + ', '.join(f'{k}={v}' for k, v in out.items() if k != 'choices'))
+    _OWN[key] = out
+    return out
+
 def own_metaaudio(cfg:FewShotConfig) -> Path:
     "Own data (`dataset='folder'`/`'csv'`): its MetaAudio-layout copy under data_dir()/own_metaaudio (written on first use)."
     from soundlab.data.folder import write_metaaudio_folder
-    src = Path(cfg.data_root).expanduser()
-    out = data_dir()/'own_metaaudio'/f'{src.stem}_{config_digest(str(src.resolve()), 10)}'
-    return write_metaaudio_folder(src, out, dataset=cfg.dataset, on_bad_file=cfg.on_bad_file)
+    src, own = Path(cfg.data_root).expanduser(), own_settings(cfg)
+    seg = {k: own[k] for k in ('segment', 'hop_length', 'multi_segm')}
+    tag = config_digest(str(src.resolve()), 10) + ('' if seg == dict(segment=1., hop_length=256, multi_segm=False) else '_' + config_digest(str(seg), 6))
+    out = data_dir()/'own_metaaudio'/f'{src.stem}_{tag}'
+    return write_metaaudio_folder(src, out, segment=seg['segment'], hop_length=seg['hop_length'], windows=seg['multi_segm'],
+                                  dataset=cfg.dataset, on_bad_file=cfg.on_bad_file)
 
 def load_splits(cfg:FewShotConfig, exp:dict|None=None,
                 bad:BadFiles|None=None, # collects the skipped recordings (default: a new one of cfg.on_bad_file)
@@ -232,6 +269,23 @@ def episode_accuracy(model, b:dict, exp:dict, phase:str, generator=None) -> floa
     return float((rec_pred == b['query_y'].cpu()).float().mean())
 
 @torch.no_grad()
+def centroid_baseline(ds:MetaAudio, exp:dict, phase:str, n_tasks:int, seed:int=0,
+                      scale:tuple|None=None, # (mean, std) of the band statistics (`band_scale`); None: each task's support set
+                     ) -> np.ndarray:
+    "Per-task accuracies (%) of a nearest centroid on band statistics, untrained (`soundlab.baselines`), on the same tasks as `evaluate_tasks`."
+    W, S, Q = (exp[f'{k}_{phase}'] for k in ('n_way', 'n_shot', 'n_query'))
+    sampler = EpisodicSampler(ds.labels, W, S, Q, n_tasks, seed=seed, fixed=True); accs = []
+    for b in DataLoader(ds, batch_sampler=sampler, collate_fn=collate_episode(W, S, Q)):
+        fs, fq = band_statistics(b['support'], b['support_group']), band_statistics(b['query'], b['query_group'])
+        accs.append(100 * float((nearest_centroid(fs, b['support_y'], fq, scale) == b['query_y']).float().mean()))
+    return np.array(accs)
+
+def band_scale(ds:MetaAudio) -> tuple:
+    "(mean, std) of the band statistics of a split's recordings (all segments; no labels used)."
+    f = torch.cat([band_statistics(a := ds._array(i), torch.zeros(len(a), dtype=torch.long)) for i in range(len(ds))])
+    return f.mean(0), f.std(0)
+
+@torch.no_grad()
 def evaluate_tasks(model, ds:MetaAudio, exp:dict, phase:str, n_tasks:int, seed:int=0, device='cpu', progress=False) -> np.ndarray:
     "Per-task accuracies (%) over `n_tasks` fixed tasks of `ds`."
     W, S, Q = (exp[f'{k}_{phase}'] for k in ('n_way', 'n_shot', 'n_query'))
@@ -271,7 +325,7 @@ _IN_KEY = ('experiment_config', 'scenario', 'contrastive', 'dataset_name', 'enco
            'angular', 'n_way', 'n_shot', 'n_query', 'num_epochs', 'n_training_tasks', 'n_testing_tasks', 'patience', 'lr',
            'scheduler_milestones', 'scenario_overrides', 'synth', 'data_root', 'seed', 'model_config', 'encoder_pool',
            'n_validation_tasks', 'encoder', 'weights', 'encoder_kw')  # in `exp`, the corpus marker, or the key's own names
-_KEPT_NAMES = dict(amp=True, dataset='')  # defaults left out: earlier run folders kept
+_KEPT_NAMES = dict(amp=True, dataset='', adapt=True)  # defaults left out: earlier run folders kept
 
 def run_key(cfg:FewShotConfig, exp:dict) -> dict:
     "Every setting that shapes one dataset x scenario run: the experiment `exp`, the corpus, and the rest of `cfg`."
@@ -279,7 +333,8 @@ def run_key(cfg:FewShotConfig, exp:dict) -> dict:
     key = dict(exp=exp, data=cfg.data_root, corpus=marker.read_text() if marker.exists() else '', seed=cfg.seed,
                model=cfg.model_config, pool=cfg.encoder_pool, val=cfg.n_validation_tasks)
     if cfg.encoder: key |= dict(encoder=cfg.encoder, weights=cfg.weights, encoder_kw=cfg.encoder_kw)  # earlier runs keep their folders
-    return key | run_config(cfg, _IN_KEY, drop=_KEPT_NAMES)  # any other field (a new one too) joins
+    if cfg.dataset in ('folder', 'csv'): key['own'] = {k: v for k, v in own_settings(cfg, verbose=False).items() if k != 'choices'}
+    return key | run_config(cfg, _IN_KEY + ('choices',), drop=_KEPT_NAMES)  # any other field (a new one too) joins
 
 def run_dir(cfg:FewShotConfig, exp:dict) -> Path:
     "Checkpoint folder of one dataset x scenario run: readable name + a digest of `run_key`."
@@ -326,9 +381,13 @@ def run_fewshot(cfg:FewShotConfig, data:dict|None=None) -> dict:
     accs = dist.broadcast(evaluate_tasks(r['model'], data['test'], exp, 'test', exp['n_testing_tasks'], cfg.seed + 2, r['trainer'].device,
                                          cfg.progress) if dist.is_main() else None)  # rank 0 tests the best model; every rank gets its numbers
     mean, ci = fewshot_ci(accs)
+    base = centroid_baseline(data['test'], exp, 'test', exp['n_testing_tasks'], cfg.seed + 2, band_scale(data['train']))  # the same tasks
+    b_mean, b_ci = fewshot_ci(base)
     best = r['history'].loc[r['history'].val_acc.idxmax()]
-    return r | dict(exp=exp, cfg=cfg, test_accs=accs, acc=mean, ci=ci, val_acc=float(best.val_acc), best_epoch=int(best.epoch),
-                    epochs=len(r['history']), seconds=time.time() - t0)
+    own = own_settings(cfg, verbose=False).get('choices', {}) if cfg.dataset in ('folder', 'csv') else {}
+    if own and dist.is_main(): (r['run_dir']/'choices.json').write_text(json.dumps(own, indent=1, default=str))
+    return r | dict(exp=exp, cfg=cfg, test_accs=accs, acc=mean, ci=ci, baseline_accs=base, baseline_acc=b_mean, baseline_ci=b_ci,
+                    val_acc=float(best.val_acc), best_epoch=int(best.epoch), epochs=len(r['history']), seconds=time.time() - t0, choices=own)
 
 def table_row(r:dict) -> dict:
     "One results-table row: dataset x scenario, test accuracy mean ± 95 % CI (%)."
@@ -337,6 +396,7 @@ def table_row(r:dict) -> dict:
     return {'tag': f"{e['dataset_name']}|{c.scenario}|{c.contrastive}|{'real' if c.data_root else 'synth'}" + (f'|{c.encoder}' if c.encoder else ''), 'dataset': e['dataset_name'],
             'scenario': c.scenario, 'contrastive': loss, 'encoder': c.encoder or e['encoder_name'],
             'task': f"{e['n_way_test']}-way {e['n_shot_test']}-shot", 'accuracy (%)': round(r['acc'], 2), '± 95% CI': round(r['ci'], 2),
+            'centroid baseline (%)': round(r['baseline_acc'], 2), 'baseline ± 95% CI': round(r['baseline_ci'], 2),
             'test tasks': len(r['test_accs']), 'val acc (%)': round(r['val_acc'], 2), 'best epoch': r['best_epoch'],
             'epochs': r['epochs'], 'corpus': 'synthetic' if not c.data_root else c.data_root}
 

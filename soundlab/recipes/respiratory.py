@@ -4,17 +4,21 @@
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c003
 from __future__ import annotations
-from dataclasses import dataclass, field, replace
+import json
+from dataclasses import dataclass, field, replace, asdict
+from types import SimpleNamespace
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
-from ..core import data_dir, runs_root, seed_everything, run_config, run_folder
+from ..core import data_dir, runs_root, seed_everything, run_config, run_folder, atomic_write
 from ..features import RespiratoryMel, FeatureCache
 from ..augment import SpecAugment
 from ..data.core import precompute, BadFiles, SegmentDataset, meta_labels
 from ..data.folder import prepare_folder
+from ..data.profile import profile_corpus, choose_settings, window_records, pool_windows, crop_weights
+from ..data.tagging import sample_weights
 from ..data.icbhi import ICBHI, prepare_icbhi
 from ..data.sprsound import SPRSound, prepare_sprsound
 from .. import dist
@@ -22,14 +26,15 @@ from ..models.panns import create_backbone, RespiratoryNet, LinearClassifier
 from ..models.registry import create_model, model_family, InputSpec
 from ..patchmix import patchmix_net, patchmix_step
 from ..losses import SupConLoss, class_weights
-from ..metrics import icbhi_scores
+from ..metrics import icbhi_scores, mean_ap
 from ..train import Trainer, predict, load_checkpoint, update_table, seed_precision
 
 # %% auto #0
 __all__ = ['METHODS', 'PATCH_FAMILIES', 'CLASS_NAMES', 'OWN_DATA', 'PRESETS', 'METHOD_NAMES', 'RespiratoryConfig',
-           'respiratory_config', 'corpus_root', 'RespiratoryMelDB', 'batch_scale', 'model_input', 'backbone_kw',
-           'input_spec', 'frontend_of', 'load_cycles', 'build_model', 'make_step', 'own_scores', 'val_split',
-           'linear_eval', 'run_once', 'run_tag', 'run_key', 'run_dir', 'fmt_mean_std', 'summarize', 'run_respiratory']
+           'respiratory_config', 'adapt_own', 'corpus_root', 'RespiratoryMelDB', 'batch_scale', 'model_input',
+           'backbone_kw', 'input_spec', 'frontend_of', 'load_cycles', 'build_model', 'make_step', 'own_scores',
+           'clip_scores', 'val_split', 'linear_eval', 'run_once', 'run_tag', 'run_key', 'run_dir', 'fmt_mean_std',
+           'summarize', 'run_respiratory', 'untrained_probe']
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c006
 METHODS = ('sl', 'scl', 'hybrid', 'mscl', 'patchmix')
@@ -73,6 +78,15 @@ class RespiratoryConfig:
                    # lower than fp32 over 3 paired seeds (benchmarks/bench_precision.py); fp32 is seed 000's precision
     synth:dict=field(default_factory=dict) # arguments of the synthetic corpus generator
     on_bad_file:str='raise' # bad files/cycles: 'raise' stops, 'skip' leaves them out (listed in data['bad'])
+    adapt:bool=False # own data: profile the training clips and choose what is not given below (`adapt_own`, preset 'own')
+    crop:str='first' # 'first': a clip's first `duration` s (seed 000's cycles); 'random': a random crop of longer clips each epoch
+    crop_hop:float=0.125 # random crops start on this grid (s)
+    eval_windows:bool=False # score longer test clips whole: windows of `duration` every `eval_hop` s, probabilities pooled
+    hop_length:int|None=None # log-mel frame hop (samples); None: the front end's own (PANNs: 512)
+    eval_hop:float=0.5; pool:str='mean' # hop of the evaluation windows (s); 'mean' or 'max' of the windows' probabilities
+    balance:str='weights' # 'weights': inverse-frequency CE weights (unless noweights); 'sampler': class-balanced sampling; 'none'
+    multilabel:bool=False # own data with a `labels` column: binary cross-entropy, mAP (method 'sl')
+    choices:dict=field(default_factory=dict) # own data with `adapt`: the profile and what was chosen, and why
     out_dir:str='' # checkpoints/histories; '' = data/runs
 
 PRESETS = {
@@ -81,9 +95,10 @@ PRESETS = {
     # 6 contrastive epochs (t_max 8)
     'demo': dict(bs=32, epochs=6, epochs2=50, lr=1e-3, lr2=1e-3, duration=4., t_max=8,
                  synth=dict(n_patients=80, cycles_per_recording=(2, 5))),
-    # own data (dataset='folder'/'csv'): a small CNN from scratch with cross-entropy, sized for a few hundred clips;
-    # 40 epochs, cosine to eta_min over all of them (15 still underfit: the last epoch is what is reported)
-    'own': dict(dataset='folder', method='sl', backbone='cnn6', bs=16, epochs=40, lr=1e-3, t_max=40, duration=1.,
+    # own data (dataset='folder'/'csv'): MetaAudio's 4-block CNN from scratch (3 frequency bands, averaged over time) with
+    # cross-entropy; input length, crops, whole-clip evaluation, class balance, batch and epochs (cosine over all of them)
+    # chosen from the corpus (`adapt_own`). CNN6 costs about 10x the CPU a clip (README, "Your own recordings")
+    'own': dict(dataset='folder', method='sl', backbone='fewshot_cnn', backbone_kw={'pool_dim': (3, 1)}, adapt=True, lr=1e-3,
                 f_max=8000., freqmask=8, timemask=8, amp=False),
     'smoke': dict(bs=16, epochs=1, epochs2=2, lr=1e-3, duration=2., t_max=1, synth=dict(n_patients=6), amp=False),
 }
@@ -99,11 +114,37 @@ def respiratory_config(preset:str='demo', **overrides) -> RespiratoryConfig:
     if not cfg.scratch and not cfg.weights_path:
         raise ValueError('scratch=False needs weights_path: a weights file of the backbone (PANNs: the AudioSet checkpoint, e.g. '
                          'Cnn6_mAP=0.343.pth, zenodo record 3987831; AST: an ImageNet DeiT or AudioSet AST file)')
+    if cfg.crop not in ('first', 'random'): raise ValueError(f"crop must be 'first' or 'random', not {cfg.crop!r}")
+    if cfg.balance not in ('weights', 'sampler', 'none'): raise ValueError(f"balance must be 'weights', 'sampler' or 'none', not {cfg.balance!r}")
+    if cfg.adapt and cfg.dataset.lower() in OWN_DATA: cfg = adapt_own(cfg, {k: v for k, v in overrides.items() if v is not None})
+    if cfg.multilabel and cfg.method != 'sl': raise ValueError(f"a multi-label corpus trains with method 'sl' (binary cross-entropy), not {cfg.method!r}")
     fam = model_family(cfg.backbone)  # a clear error for an unknown backbone
     if cfg.method == 'patchmix' and fam not in PATCH_FAMILIES:
         raise ValueError(f"method 'patchmix' mixes patch tokens: it needs a patch-based backbone (ast_*), not {cfg.backbone!r}")
     if not cfg.per_clip and fam != 'panns':
         raise ValueError(f"per_clip=False is seed 000's batch scaling of its log-mel (PANNs backbones), not for {cfg.backbone!r}")
+    return cfg
+
+# %% ../../nbs/41_recipes.respiratory.ipynb #own01
+_OWN_FIELDS = dict(input_s='duration', crops='crop', crop_hop_s='crop_hop', eval='eval_windows', eval_hop_s='eval_hop',
+                   pool='pool', balance='balance', bs='bs', epochs='epochs', hop_ms='hop_length')  # choose_settings' names -> config fields
+
+def adapt_own(cfg:RespiratoryConfig, given:dict|None=None, # the fields the user set (kept as they are)
+              verbose:bool=True) -> RespiratoryConfig:
+    "Own data: `cfg` with the settings `choose_settings` picks from the training clips of `cfg.fold` (those not in `given`)."
+    given = given or {}
+    sp = prepare_folder(corpus_root(cfg), cfg.fold, cfg.n_folds, dataset=cfg.dataset.lower(), multilabel=True, on_bad_file=cfg.on_bad_file)
+    prof = profile_corpus(sp['train'], len(sp['classes']))
+    mine = {k: given[f] for k, f in _OWN_FIELDS.items() if f in given}
+    if 'eval' in mine: mine['eval'] = 'windows' if mine['eval'] else 'whole'
+    if mine.get('crops') == 'first': mine['crops'] = 'whole'
+    if 'hop_ms' in mine: mine['hop_ms'] = 1000 * mine['hop_ms'] / cfg.samplerate
+    ch = choose_settings(prof, **mine)
+    cfg = replace(cfg, duration=float(ch.input_s), crop='random' if ch.crops == 'random' else 'first', crop_hop=ch.crop_hop_s,
+                  eval_windows=ch.eval == 'windows', eval_hop=ch.eval_hop_s, pool=ch.pool, multilabel=ch.loss == 'bce',
+                  balance=ch.balance, hop_length=round(ch.hop_ms * cfg.samplerate / 1000), bs=int(ch.bs), epochs=int(ch.epochs), t_max=int(given.get('t_max', ch.epochs)),
+                  choices=dict(profile=prof.summary(), **asdict(ch)))
+    if verbose: print(f'own data, fold {cfg.fold}: {prof.summary()}\nchosen:\n' + ch.table().to_string(index=False))
     return cfg
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c009
@@ -131,7 +172,8 @@ def _meta_vocab(cfg, recs:dict) -> dict:
     return {v: i for i, v in enumerate(sorted({str(r.custom.get(cfg.metalabel)) for r in rs}))}
 
 def _records(cfg, root, bad:BadFiles) -> dict:
-    if cfg.dataset.lower() in OWN_DATA: return prepare_folder(root, cfg.fold, cfg.n_folds, dataset=cfg.dataset.lower(), on_bad_file=bad)
+    if cfg.dataset.lower() in OWN_DATA:
+        return prepare_folder(root, cfg.fold, cfg.n_folds, dataset=cfg.dataset.lower(), multilabel=cfg.multilabel, on_bad_file=bad)
     if cfg.dataset.upper() == 'ICBHI': return prepare_icbhi(root, on_bad_file=bad)
     if cfg.dataset.upper() == 'SPRS': return prepare_sprsound(root, cfg.mode, classes=4, on_bad_file=bad)
     raise ValueError(f"unknown dataset {cfg.dataset!r}: ICBHI, SPRS, 'folder' or 'csv'")
@@ -177,25 +219,51 @@ def input_spec(cfg:RespiratoryConfig) -> InputSpec:
     if key not in _SPECS: _SPECS[key] = create_model(cfg.backbone, **kw).input_spec
     return _SPECS[key]
 
+def _hop(cfg) -> dict:  # a longer hop gets a window of at least two hops (no sample left out)
+    return {} if cfg.hop_length in (None, 512) else dict(hop_length=cfg.hop_length, n_fft=max(1024, 1 << (2 * cfg.hop_length - 1).bit_length()))
+
 def frontend_of(cfg:RespiratoryConfig):
     "The front end `cfg.backbone` needs: seed 000's log-mel for PANNs (dB with `per_clip=False`), else the registry's (e.g. Kaldi fbank for AST / EfficientNet)."
-    if model_family(cfg.backbone) == 'panns': return (RespiratoryMel if cfg.per_clip else RespiratoryMelDB)(sample_rate=cfg.samplerate, f_max=cfg.f_max)
-    return input_spec(cfg).frontend_module(cfg.samplerate)
+    if model_family(cfg.backbone) == 'panns': return (RespiratoryMel if cfg.per_clip else RespiratoryMelDB)(sample_rate=cfg.samplerate, f_max=cfg.f_max, **_hop(cfg))
+    spec = input_spec(cfg)
+    if cfg.hop_length and spec.frontend == 'LogMelFrontend': spec = replace(spec, kwargs=spec.kwargs | {'hop_length': cfg.hop_length})
+    return spec.frontend_module(cfg.samplerate)
+
+def _pieces(cfg:RespiratoryConfig, recs:list, split:str) -> list:
+    "What the dataset of a split reads: random-crop windows (training, `crop='random'`), evaluation windows (`eval_windows`), or the clips."
+    if split == 'train' and cfg.crop == 'random': return window_records(recs, cfg.duration, cfg.crop_hop)[0]
+    if split != 'train' and cfg.eval_windows: return window_records(recs, cfg.duration, cfg.eval_hop)[0]
+    return list(recs)
+
+def _targets(cfg:RespiratoryConfig, recs:list, n_classes:int) -> torch.Tensor:
+    "(N,) class indices, or (N, C) multi-hot targets (`multilabel`)."
+    if not cfg.multilabel: return torch.as_tensor(np.array([r.labels for r in recs], dtype=np.int64))
+    y = torch.zeros(len(recs), n_classes)
+    for i, r in enumerate(recs): y[i, torch.as_tensor(r.labels, dtype=torch.long)] = 1.
+    return y
 
 def load_cycles(cfg:RespiratoryConfig, progress:bool=True) -> dict:
-    "{'train': {...}, 'test': {...}}: x (N, ...) as the backbone's front end gives it (PANNs: (N,1,mels,frames), dB if `per_clip=False`), y (N,), meta (N,), records; 'bad': the `BadFiles`; 'classes': the class names."
+    "{'train': {...}, 'test': {...}}: x (W, ...) as the backbone's front end gives it (PANNs: (W,1,mels,frames), dB if `per_clip=False`) for W pieces (cycles, clips, or their crops / windows), clip (W,) the clip of each piece, y (N,) (or (N, C) multi-label), meta (N,), records (N clips), windows (W); 'bad': the `BadFiles`; 'classes': the class names."
     with dist.main_first(): root = corpus_root(cfg)  # one writer for the synthetic corpus
     bad = BadFiles(cfg.on_bad_file); recs = _records(cfg, root, bad)
     frontend = frontend_of(cfg)  # its config() is part of every cache key: features of two front ends never mix
     out, vocab = {'bad': bad, 'classes': list(recs.get('classes', CLASS_NAMES))}, _meta_vocab(cfg, recs)
     with FeatureCache(data_dir()/'cache'/f'{cfg.dataset.lower()}_{root.name}') as cache:
         for split in ('train', 'test'):
-            ds = _dataset(cfg, root, split, frontend, cache, recs[split], bad)
+            own = cfg.dataset.lower() in OWN_DATA
+            ds = _dataset(cfg, root, split, frontend, cache, _pieces(cfg, recs[split], split) if own else recs[split], bad)
             with dist.main_first():    # rank 0 fills the cache, the others read it
                 cache.refresh(); precompute(ds, progress=progress and dist.is_main())  # each cycle decoded once, batched front end
             x = torch.stack([torch.as_tensor(cache.get(ds.key(i))) for i in range(len(ds))])
-            meta = _meta(cfg, ds, vocab)
-            out[split] = dict(x=x.float(), y=torch.as_tensor(ds.labels()), meta=torch.as_tensor(meta), records=ds.records)
+            if not own:  # a cycle is its own clip
+                out[split] = dict(x=x.float(), y=torch.as_tensor(ds.labels()), meta=torch.as_tensor(_meta(cfg, ds, vocab)), records=ds.records,
+                                  clip=torch.arange(len(ds)), windows=ds.records)
+                continue
+            idx = {r.id: i for i, r in enumerate(recs[split])}  # the clips some piece of which survived (bad files: 'skip')
+            kept = sorted({idx[r.custom.get('clip', r.id)] for r in ds.records}); new = {c: j for j, c in enumerate(kept)}
+            clips = [recs[split][c] for c in kept]
+            out[split] = dict(x=x.float(), y=_targets(cfg, clips, len(out['classes'])), meta=torch.as_tensor(_meta(cfg, SimpleNamespace(records=clips), vocab)),
+                              records=clips, clip=torch.as_tensor([new[idx[r.custom.get('clip', r.id)]] for r in ds.records]), windows=ds.records)
     return out
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c012
@@ -217,7 +285,10 @@ def make_step(cfg:RespiratoryConfig, weights:torch.Tensor, generator:torch.Gener
         aug = SpecAugment(cfg.freqmask, cfg.timemask, cfg.freqstripes, cfg.timestripes, mask_value=-fm.mean / fm.std)
         augment = lambda x: aug(x, generator=generator)
     supcon, prep = SupConLoss(cfg.tau), model_input(cfg)
-    def ce(logits, y): return F.cross_entropy(logits.float(), y, weight=None if cfg.noweights else weights.to(logits.device))
+    use_w = not cfg.noweights and cfg.balance == 'weights'
+    def ce(logits, y):
+        if cfg.multilabel: return F.binary_cross_entropy_with_logits(logits.float(), y.float())
+        return F.cross_entropy(logits.float(), y, weight=weights.to(logits.device) if use_w else None)
     def contrast(m, h, e1, e2, y): return supcon(torch.stack([h(e1), h(e2)], 1).float(), y)
     def embed_views(m, x):
         v1, v2 = augment(x), augment(x)
@@ -241,17 +312,30 @@ def _loader(*tensors, bs:int, generator=None, shuffle:bool=False):
     return DataLoader(TensorDataset(*tensors), batch_size=bs, shuffle=shuffle, generator=generator)
 
 def own_scores(y_true, y_pred) -> dict:
-    "Own data's scores (%): accuracy, balanced accuracy as `score`; sp/se are NaN (no 'normal' class to define them)."
+    "Own data's scores (%): accuracy, balanced accuracy as `score` (multi-label: mAP of the (N, C) scores, accuracy NaN); sp/se are NaN."
     from soundlab.metrics import accuracy, balanced_accuracy
+    nan = float('nan')
+    if torch.as_tensor(y_true).ndim == 2: return dict(sp=nan, se=nan, score=100 * mean_ap(y_true, y_pred), acc=nan)
     y_pred = y_pred.argmax(1) if torch.is_tensor(y_pred) and y_pred.ndim > 1 else y_pred
     return dict(sp=float('nan'), se=float('nan'), score=100 * balanced_accuracy(y_true, y_pred), acc=100 * accuracy(y_true, y_pred))
 
-def _evaluator(x, y, classify, bs:int, val=None, score_fn=icbhi_scores):
-    "evaluate(model) for the Trainer: ICBHI Sp/Se/Score and loss of the test split (and of `val`=(x, y), if given)."
-    def scores(m, x, y, split):
+def clip_scores(logits:torch.Tensor, # (W, C) logits of W pieces
+                clip:torch.Tensor|None, # (W,) the clip of each piece; None: one piece a clip
+                pool:str='mean', multilabel:bool=False) -> torch.Tensor:
+    "(N, C) clip probabilities: softmax (sigmoid if `multilabel`) of each piece, pooled per clip (`soundlab.data.profile.pool_windows`)."
+    p = torch.sigmoid(logits.float()) if multilabel else logits.float().softmax(1)
+    return p if clip is None else pool_windows(p, clip, pool)
+
+def _evaluator(x, y, classify, bs:int, val=None, score_fn=icbhi_scores, clip=None, pool:str='mean', multilabel:bool=False):
+    "evaluate(model) for the Trainer: ICBHI Sp/Se/Score (own data: `own_scores`) and loss of the test split (and of `val`=(x, y[, clip]), if given); pieces pooled per clip."
+    def scores(m, x, y, split, clip=None):
         logits = torch.cat([classify(m, xb) for xb in x.split(bs)]).float().cpu()
-        return {f'{split}_{k}': v for k, v in score_fn(y, logits.argmax(1)).items()} | {f'{split}_loss': F.cross_entropy(logits, y).item()}
-    def evaluate(m): return scores(m, x, y, 'test') | (scores(m, *val, 'val') if val is not None else {})
+        if clip is None and not multilabel:  # one piece a clip (seed 000's cycles)
+            return {f'{split}_{k}': v for k, v in score_fn(y, logits.argmax(1)).items()} | {f'{split}_loss': F.cross_entropy(logits, y).item()}
+        p = clip_scores(logits, clip, pool, multilabel)
+        loss = F.binary_cross_entropy(p.clamp(1e-7, 1 - 1e-7), y.float()) if multilabel else F.nll_loss(p.clamp_min(1e-12).log(), y)
+        return {f'{split}_{k}': v for k, v in score_fn(y, p if multilabel else p.argmax(1)).items()} | {f'{split}_loss': loss.item()}
+    def evaluate(m): return scores(m, x, y, 'test', clip) | (scores(m, val[0], val[1], 'val', val[2] if len(val) > 2 else None) if val is not None else {})
     return evaluate
 
 def val_split(train:dict, # `load_cycles(...)['train']`: x, y, meta, records
@@ -260,19 +344,25 @@ def val_split(train:dict, # `load_cycles(...)['train']`: x, y, meta, records
              ) -> tuple[dict, dict]:
     "Split the training cycles by patient into (train, val): val holds normal and abnormal cycles, train keeps every class (redrawn until so)."
     pats = np.array([str(r.custom.get('patient', r.id)) for r in train['records']]); ids = np.unique(pats)  # own data: per clip
+    if train['y'].ndim > 1: raise ValueError("select='val' is for single-label corpora")
     if len(ids) < 2: raise ValueError(f"select='val' needs at least 2 training patients, got {len(ids)}")
     n_val, y, rng = min(max(1, round(frac * len(ids))), len(ids) - 1), train['y'].numpy(), np.random.default_rng(seed)
     for _ in range(100):
         held = np.isin(pats, rng.permutation(ids)[:n_val])
         if (y[held] == 0).any() and (y[held] > 0).any() and set(y[~held].tolist()) == set(y.tolist()): break
     else: raise ValueError(f'val_split: no draw of {n_val} patient(s) leaves normal and abnormal cycles in val and every class in train')
-    pick = lambda m: {k: (v[torch.from_numpy(m)] if torch.is_tensor(v) else [r for r, k_ in zip(v, m) if k_]) for k, v in train.items()}
+    def pick(m):  # clips m, their pieces, and the pieces' clip index renumbered
+        c = train['clip'].numpy(); w = m[c]; new = np.cumsum(m) - 1
+        out = {k: (v[torch.from_numpy(m)] if torch.is_tensor(v) else [r for r, k_ in zip(v, m) if k_]) for k, v in train.items() if k not in ('x', 'clip', 'windows')}
+        return out | dict(x=train['x'][torch.from_numpy(w)], clip=torch.from_numpy(new[c[w]]), windows=[r for r, k_ in zip(train['windows'], w) if k_])
     return pick(~held), pick(held)
 
-def _best_predictions(model, ckpt:Path, x, classify, bs:int) -> torch.Tensor:
-    "Test-set predictions of the best epoch's weights (re-read from best.pt, so a resumed run reports the same)."
+def _best_predictions(model, ckpt:Path, x, classify, bs:int, clip=None, pool:str='mean', multilabel:bool=False) -> torch.Tensor:
+    "Test-set predictions of the best epoch's weights (re-read from best.pt, so a resumed run reports the same): classes, or (N, C) scores if `multilabel`."
     model.load_state_dict(load_checkpoint(ckpt)['model']); model.eval()
-    with torch.no_grad(): return torch.cat([classify(model, xb).float().argmax(1).cpu() for xb in x.split(bs)])
+    with torch.no_grad(): logits = torch.cat([classify(model, xb).float().cpu() for xb in x.split(bs)])
+    p = clip_scores(logits, clip, pool, multilabel)
+    return p if multilabel else p.argmax(1)
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #le00
 def linear_eval(emb:torch.Tensor, y:torch.Tensor, # (N, D) frozen training embeddings, (N,) class indices
@@ -301,8 +391,11 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
     n_classes = len(data.get('classes', CLASS_NAMES))
     score_fn = own_scores if cfg.dataset.lower() in OWN_DATA else icbhi_scores
     model = build_model(cfg, n_meta=int(torch.cat([tr_['meta'], te['meta']]).max()) + 1, n_classes=n_classes)
-    weights = class_weights(tr_['y'], n_classes)
+    weights = torch.ones(n_classes) if cfg.multilabel else class_weights(tr_['y'], n_classes)
     rd = run_dir(cfg, seed)
+    if cfg.choices and dist.is_main():  # what the own-data defaults chose, beside the checkpoints
+        rd.mkdir(parents=True, exist_ok=True)
+        with atomic_write(rd/'choices.json', suffix='.json') as t: t.write_text(json.dumps(cfg.choices, indent=1, default=str))
     common = dict(device=cfg.device, precision=seed_precision(cfg.amp), seed=seed, progress=progress,
                   run_config=run_key(cfg) | {'run_seed': seed})  # a checkpoint of other settings is refused, not resumed
     supervised = cfg.method in ('sl', 'hybrid', 'patchmix')
@@ -310,14 +403,21 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.t_max, eta_min=cfg.eta_min)
     prep = model_input(cfg)
     classify = lambda m, xb: m.classify(m.embed(prep(xb.to(next(m.parameters()).device))))
-    val = None if va is None else (va['x'], va['y'])
-    trainer = Trainer(model, None, opt, sched, _evaluator(te['x'], te['y'], classify, cfg.bs, val, score_fn) if supervised else None,
+    pooled = dict(pool=cfg.pool, multilabel=cfg.multilabel)
+    one = lambda d: None if len(d['clip']) == len(d['y']) and bool((d['clip'] == torch.arange(len(d['y']))).all()) else d['clip']
+    val = None if va is None else (va['x'], va['y'], one(va))
+    trainer = Trainer(model, None, opt, sched, _evaluator(te['x'], te['y'], classify, cfg.bs, val, score_fn, one(te), **pooled) if supervised else None,
                       monitor=sel if supervised else None, out_dir=rd/'stage1',
                       channels_last=cfg.channels_last, desc=f'{cfg.method} {cfg.backbone}', **common)
     trainer.step = make_step(cfg, weights, trainer.generator)
-    hist = trainer.fit(trainer.loader(TensorDataset(tr_['x'], tr_['y'], tr_['meta']), cfg.bs), cfg.epochs)
+    c = tr_['clip']; items = TensorDataset(tr_['x'], tr_['y'][c], tr_['meta'][c])
+    if cfg.crop == 'random' or cfg.balance == 'sampler':  # each draw: a clip (class-balanced: by its classes' sizes), then one of its crops
+        cw = sample_weights([r.labels for r in tr_['records']], n_classes) if cfg.balance == 'sampler' else None
+        loader = trainer.loader(items, cfg.bs, weights=crop_weights(c.numpy(), cw), num_samples=len(tr_['y']))
+    else: loader = trainer.loader(items, cfg.bs)
+    hist = trainer.fit(loader, cfg.epochs)
     if supervised:
-        y_pred = _best_predictions(model, rd/'stage1'/'best.pt', te['x'], classify, cfg.bs)
+        y_pred = _best_predictions(model, rd/'stage1'/'best.pt', te['x'], classify, cfg.bs, one(te), **pooled)
         hist = hist.assign(stage='supervised')
     embed = lambda m, b: m.embed(prep(b[0]))
     split_x = {'train': tr_['x'], 'test': te['x']} | ({} if va is None else {'val': va['x']})
@@ -326,17 +426,17 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
            for s, x_ in split_x.items()}
     if not supervised:
         ev2 = _evaluator(emb['test'], te['y'], lambda m, eb: m(eb.to(next(m.parameters()).device)), cfg.bs,
-                         None if va is None else (emb['val'], va['y']), score_fn)
-        clf, h2 = linear_eval(emb['train'], tr_['y'], n_classes, ev2, sel, rd/'linear', cfg.lr2, cfg.wd, cfg.epochs2,
-                              cfg.bs, None if cfg.noweights else weights, **common)
-        y_pred = _best_predictions(clf, rd/'linear'/'best.pt', emb['test'], lambda m, eb: m(eb), cfg.bs)
+                         None if va is None else (emb['val'], va['y'], one(va)), score_fn, one(te), **pooled)
+        clf, h2 = linear_eval(emb['train'], tr_['y'][tr_['clip']], n_classes, ev2, sel, rd/'linear', cfg.lr2, cfg.wd, cfg.epochs2,
+                              cfg.bs, None if cfg.noweights or cfg.balance != 'weights' else weights, **common)
+        y_pred = _best_predictions(clf, rd/'linear'/'best.pt', emb['test'], lambda m, eb: m(eb), cfg.bs, one(te), **pooled)
         hist = pd.concat([hist.assign(stage='contrastive'), h2.assign(stage='linear')], ignore_index=True)
     scored = hist.dropna(subset=[sel]).reset_index(drop=True)
     best, last = scored.loc[scored[sel].idxmax()], scored.iloc[-1]  # the first best epoch, as the Trainer's best.pt
     return dict(seed=seed, sp=best.test_sp, se=best.test_se, score=best.test_score, best_epoch=int(best.epoch),
                 select=cfg.select, val_score=best.val_score if va is not None else float('nan'),
                 acc=best.get('test_acc', float('nan')), last_sp=last.test_sp, last_se=last.test_se, last_score=last.test_score, last_acc=last.get('test_acc', float('nan')), history=hist,
-                y_true=te['y'], y_pred=y_pred, embeddings=emb['test'], run_dir=rd,
+                y_true=te['y'], y_pred=y_pred, embeddings=emb['test'] if one(te) is None else pool_windows(emb['test'], te['clip']), run_dir=rd,
                 params_m=sum(p.numel() for p in model.backbone.parameters()) / 1e6)
 
 def run_tag(cfg:RespiratoryConfig) -> str:
@@ -350,9 +450,12 @@ def run_tag(cfg:RespiratoryConfig) -> str:
     bkw = ''.join(f'_{k}{v}' for k, v in sorted(cfg.backbone_kw.items()))
     return f'{ds}_{cfg.backbone}{bkw}_{cfg.method}{meta}_{init}_{"real" if cfg.data_root else "synth"}{extra}'
 
+_KEPT = dict(adapt=False, crop='first', crop_hop=0.125, eval_windows=False, eval_hop=0.5, pool='mean', balance='weights', hop_length=None,
+             multilabel=False)  # defaults left out of the key: earlier run folders kept
+
 def run_key(cfg:RespiratoryConfig) -> dict:
     "Every setting that shapes a run of `cfg` (`core.run_config`; `n_runs` only says how many seeds run)."
-    return run_config(cfg, ('n_runs',))
+    return run_config(cfg, ('n_runs', 'choices'), drop=_KEPT)
 
 def run_dir(cfg:RespiratoryConfig, seed:int) -> Path:
     "Checkpoint folder of one run: `<out_dir>/<run_tag>_<digest of run_key>/seed<seed>`."
@@ -376,7 +479,9 @@ def summarize(cfg:RespiratoryConfig, runs:list) -> dict:
             'last Score': fmt_mean_std([r['last_score'] for r in runs]),
             'corpus': 'synthetic' if not cfg.data_root else str(cfg.data_root), 'epochs': cfg.epochs,
             'score_mean': float(np.mean([r['score'] for r in runs]))} | (
-           {'Acc': fmt_mean_std([r['acc'] for r in runs]), 'last Acc': fmt_mean_std([r['last_acc'] for r in runs]), 'fold': cfg.fold} if cfg.dataset.lower() in OWN_DATA else {})
+           {'Acc': fmt_mean_std([r['acc'] for r in runs]), 'last Acc': fmt_mean_std([r['last_acc'] for r in runs]), 'fold': cfg.fold,
+            'metric': 'mAP' if cfg.multilabel else 'balanced accuracy',
+            'choices': '; '.join(f'{k}={v}' for k, v in cfg.choices.items() if k != 'why') if cfg.choices else ''} if cfg.dataset.lower() in OWN_DATA else {})
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c019
 def run_respiratory(cfg:RespiratoryConfig, data:dict|None=None, progress:bool=True) -> tuple[dict, list]:
@@ -384,3 +489,16 @@ def run_respiratory(cfg:RespiratoryConfig, data:dict|None=None, progress:bool=Tr
     data = data or load_cycles(cfg, progress=progress)
     runs = [run_once(cfg, data, cfg.seed + k, progress=progress) for k in range(cfg.n_runs)]
     return summarize(cfg, runs), runs
+
+# %% ../../nbs/41_recipes.respiratory.ipynb #up01
+def untrained_probe(cfg:RespiratoryConfig, data:dict, # `load_cycles(cfg)`
+                    seed:int|None=None) -> dict:
+    "Linear probe on the clip embeddings of `cfg.backbone` at its random initialisation: acc, bacc (%) (multi-label: map)."
+    from soundlab.baselines import probe_baseline
+    seed_everything(cfg.seed if seed is None else seed)
+    model = build_model(cfg, n_meta=1, n_classes=len(data['classes'])).eval()
+    prep = model_input(cfg)
+    emb = {s: pool_windows(predict(model, _loader(data[s]['x'], bs=cfg.bs), lambda m, b: m.embed(prep(b[0])), device=cfg.device,
+                                   precision=seed_precision(False), channels_last=cfg.channels_last).float().cpu(), data[s]['clip'])
+           for s in ('train', 'test')}
+    return probe_baseline(emb['train'].numpy(), data['train']['y'].numpy(), emb['test'].numpy(), data['test']['y'].numpy(), seed=cfg.seed)

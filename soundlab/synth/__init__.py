@@ -12,6 +12,5 @@ from .respiratory import *
 from .events import *
 from .tagging import *
 from .corrupt import *
-from .events import _ma_logmel  # used by soundlab.data.folder
 
 __all__ = [n for m in (core, respiratory, events, tagging, corrupt) for n in m.__all__]

@@ -182,6 +182,7 @@ def make_fsdnoisy18k(root, # folder to write (created; returned at once if it al
     return root
 
 # %% ../../nbs/15c_synth.events.ipynb #s9113001
+from ..features import metaaudio_logmel
 from ..data.metaaudio import MULTI_SEGMENT, FEATURES as MA_FEATURES, WAVEFORMS as MA_WAVEFORMS, write_splits, write_norm_stats, SPLITS_FILE as MA_SPLITS, NORM_FILE as MA_NORM
 
 MA_FAMILIES = ('tone', 'pulses', 'texture', 'sweep', 'buzz')
@@ -230,12 +231,6 @@ def metaaudio_clip(p:dict, # `metaaudio_class` parameters
     return (y * rng.uniform(.3, .9) / (np.abs(y).max() + 1e-9)).astype(np.float32)
 
 # %% ../../nbs/15c_synth.events.ipynb #s9113003
-def _ma_logmel(segs:np.ndarray, sr:int, n_mels:int, hop:int) -> np.ndarray:
-    "(S, n) waveforms -> (S, n_mels, frames) log-mel in dB (torchaudio MelSpectrogram, n_fft 4 hops)."
-    import torchaudio
-    mel = torchaudio.transforms.MelSpectrogram(sr, n_fft=4 * hop, hop_length=hop, n_mels=n_mels, f_min=20., f_max=sr / 2)
-    return (10 * torch.log10(mel(torch.from_numpy(segs)) + 1e-10)).numpy().astype(np.float32)
-
 def _ma_dataset(root, name, n_classes, samples_per_class, split_fractions, segment, max_segments, sr, n_mels, hop, small_classes, waveforms, difficulty, ss):
     "Write one dataset folder; returns the files written (relative to the corpus root)."
     rng = np.random.default_rng(ss.spawn(1)[0]); multi = MULTI_SEGMENT.get(name, False)
@@ -250,7 +245,7 @@ def _ma_dataset(root, name, n_classes, samples_per_class, split_fractions, segme
         for j, cs in enumerate(ss.spawn(int(counts[ci]))):
             r = np.random.default_rng(cs); S = int(r.integers(1, max_segments + 1)) if multi else 1
             segs = metaaudio_clip(p, S * segment, sr, r, difficulty)[:S * n].reshape(S, n)
-            spec = _ma_logmel(segs, sr, n_mels, hop)
+            spec = metaaudio_logmel(segs, sr, n_mels, hop)
             for folder, arr in ((MA_FEATURES, spec if multi else spec[0]), (MA_WAVEFORMS, segs if multi else segs[0]))[:2 if waveforms else 1]:
                 (root / name / folder / cname).mkdir(parents=True, exist_ok=True)
                 np.save(root / name / folder / cname / f'{cname}_{j:03d}.npy', arr); written.append(f'{name}/{folder}/{cname}/{cname}_{j:03d}.npy')
