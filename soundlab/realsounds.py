@@ -76,7 +76,7 @@ def render_items(items, # per item: its notes (onset s from the item's start, du
                  sample_rate:int=16000, tail:float=1.5, # tail: seconds of release / reverb kept after an item's last note
                 ) -> list[np.ndarray]:
     "Render many short MIDI items with fluidsynth in ONE call (a sound font loads in up to a second): (2, n) arrays."
-    fluid, sf2 = need('fluidsynth'), SOUNDFONTS.get(soundfont) and need(soundfont) or soundfont
+    fluid, sf2 = need('fluidsynth'), need(soundfont) if soundfont in SOUNDFONTS else soundfont
     starts, t, notes = [], 0., []
     for it in items:
         starts.append(t); end = max(on + d for on, d, *_ in it)

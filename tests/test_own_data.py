@@ -197,3 +197,15 @@ def test_debian_packages_match_makefile():
         val += line.rstrip('\\') + ' '
         if not line.endswith('\\'): break
     assert sorted(val.split('=', 1)[1].split()) == sorted(DEBIAN_PACKAGES)
+
+def test_ast_own_windows(corpora, tmp_path, monkeypatch):
+    "AST / PSLA-in-AST on 5-s clips with a 1-s input (given): random crops in training, every test clip scored whole as pooled windows."
+    monkeypatch.setenv('SOUNDLAB_DATA', str(tmp_path))
+    from soundlab.recipes.ast import ast_config, run_ast
+    from soundlab.data.folder import prepare_folder
+    cfg = ast_config('smoke', 'esc50', dataset='folder', data_root=str(corpora['onsets']), folds=(1,), target_length=100, epochs=1, device='cpu',
+                     out_dir=str(tmp_path / 'runs'))
+    res = run_ast(cfg, progress=False)
+    ch = res['choices']['fold1']
+    assert (ch['input_s'], ch['crops'], ch['eval'], ch['why']['input_s']) == (1., 'random', 'windows', 'set by you')
+    assert len(res['y_true']) == len(prepare_folder(corpora['onsets'], 1)['test']) and 0 <= res['acc_fold']['fold1'] <= 100

@@ -157,7 +157,7 @@ def pool_windows(scores:torch.Tensor, # (n_windows, C) probabilities of every wi
     if how == 'mean':
         s = torch.zeros(n, scores.shape[1], dtype=scores.dtype).index_add_(0, clip, scores)
         return s / torch.bincount(clip, minlength=n).clamp_min(1)[:, None].to(scores.dtype)
-    if how == 'max': return torch.full((n, scores.shape[1]), -torch.inf, dtype=scores.dtype).index_reduce_(0, clip, scores, 'amax')
+    if how == 'max': return torch.full((n, scores.shape[1]), -torch.inf, dtype=scores.dtype).scatter_reduce_(0, clip[:, None].expand_as(scores), scores, 'amax')
     raise ValueError(f"how must be 'mean' or 'max', got {how!r}")
 
 def crop_weights(clip:np.ndarray, # (n_windows,) clip index of each window

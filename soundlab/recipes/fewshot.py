@@ -105,7 +105,9 @@ def fewshot_config(preset:str='demo', **overrides) -> FewShotConfig:
     if preset not in PRESETS: raise ValueError(f'unknown preset {preset!r}; choose from {list(PRESETS)}')
     cfg = replace(FewShotConfig(), **PRESETS[preset])
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-    if cfg.dataset in ('folder', 'csv') and cfg.adapt: cfg = replace(cfg, choices={'given': sorted(k for k, v in overrides.items() if v is not None)})
+    if cfg.dataset in ('folder', 'csv') and cfg.adapt:  # own data: plain ProtoNet on MetaAudio's CNN unless you say otherwise (see `own_settings`)
+        given = sorted(k for k, v in overrides.items() if v is not None)
+        cfg = replace(cfg, choices={'given': given}, **{k: v for k, v in dict(scenario='protonet', encoder_name='CNN').items() if k not in given})
     return cfg
 
 # %% ../../nbs/43_recipes.fewshot.ipynb #c009
@@ -125,7 +127,7 @@ def experiment(cfg:FewShotConfig) -> dict:
     if exp['dataset_name'] in MULTI_SEGMENT: exp['multi_segm'] = MULTI_SEGMENT[exp['dataset_name']]  # the seed sets it per dataset
     if cfg.dataset in ('folder', 'csv'):  # own data: long clips are written as several segments (majority vote at test)
         own = own_settings(cfg); exp['multi_segm'] = own['multi_segm']
-        exp |= {k: own[k] for k in ('num_epochs', 'n_training_tasks', 'scheduler_milestones', 'patience') if k in own}
+        exp |= {k: own[k] for k in ('num_epochs', 'n_training_tasks', 'n_way_train', 'scheduler_milestones', 'patience') if k in own}
     return exp | cfg.scenario_overrides.get(cfg.scenario, {})
 
 # %% ../../nbs/43_recipes.fewshot.ipynb #c012
@@ -146,18 +148,22 @@ def own_settings(cfg:FewShotConfig, verbose:bool=True) -> dict:
     key = (str(Path(cfg.data_root).expanduser().resolve()), cfg.dataset, cfg.adapt, tuple((k, str(getattr(cfg, k))) for k in sorted(given) if hasattr(cfg, k)))
     if key in _OWN: return _OWN[key]
     if not cfg.adapt: _OWN[key] = out = dict(segment=1., hop_length=256, multi_segm=False); return out
+    given |= {'n_way_train'} if 'n_way' in given else set()
     recs, names = read_folder(cfg.data_root, cfg.dataset, on_bad_file=cfg.on_bad_file)
     prof = profile_corpus(recs, len(names)); ch = choose_settings(prof, **({'epochs': cfg.num_epochs} if 'num_epochs' in given else {}))
     exp, _ = load_fewshot_config(cfg.experiment_config or None, cfg.model_config or None)
-    W, S, Q = (getattr(cfg, k) or exp[f'{k}_train'] for k in ('n_way', 'n_shot', 'n_query'))
-    n_train = round(0.6 * prof.n_clips)  # the training classes' share (write_metaaudio_folder's split)
+    S, Q = (getattr(cfg, k) or exp[f'{k}_train'] for k in ('n_shot', 'n_query'))
+    n_train, c_train = round(0.6 * prof.n_clips), round(0.6 * prof.n_classes)  # the training classes' share (write_metaaudio_folder's split)
+    W = cfg.n_way or min(20, c_train)  # training tasks: up to 20 ways (more classes a step; testing keeps the test way)
     out = dict(segment=float(ch.input_s), hop_length=max(256, round(ch.hop_ms * 16)), multi_segm=prof.durations['max'] > ch.input_s + 1e-6)
-    auto = dict(num_epochs=ch.epochs, n_training_tasks=max(8, math.ceil(n_train / (W * (S + Q)))),
+    auto = dict(num_epochs=ch.epochs, n_training_tasks=max(1, math.ceil(n_train / (W * (S + Q)))), n_way_train=W,
                 scheduler_milestones=[max(1, round(2 * ch.epochs / 3))], patience=ch.epochs)
     out |= {k: v for k, v in auto.items() if k not in given}
     out['choices'] = dict(profile=prof.summary(), **out, why=ch.why | dict(
         segment=ch.why['input_s'], multi_segm='longer clips: several segments (random one in training, majority vote in evaluation)',
-        n_training_tasks=f'about one pass over the ~{n_train} training-class recordings an epoch ({W}-way {S}+{Q})'))
+        n_training_tasks=f'about one pass over the ~{n_train} training-class recordings an epoch ({W}-way {S}+{Q})',
+        n_way_train=f'{W} of the ~{c_train} training classes a task: more classes a step, as ProtoNet (Snell et al.) trains', 
+        scenario='plain ProtoNet on MetaAudio\'s CNN: no views to embed, cheap on a CPU'))
     if verbose: print(f'own data: {prof.summary()}\nchosen: ' + ', '.join(f'{k}={v}' for k, v in out.items() if k != 'choices'))
     _OWN[key] = out
     return out
