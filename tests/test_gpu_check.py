@@ -4,7 +4,7 @@ FLOPs, the `cuda` tests collected and listed as skipped, the timing and data-loa
 files), and the peak table and FLOP counts are checked against independent numbers."""
 import os, resource, subprocess, sys, time
 from pathlib import Path
-import pandas as pd, pytest, torch
+import pandas as pd, torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'benchmarks'))

@@ -27,7 +27,7 @@ With --dry-run (no CUDA needed) steps 1-3 run as on a GPU, step 4 collects the t
 is listed as skipped, steps 6-7 run the same harness at tiny sizes on the CPU in fp32; every step's results are
 checked. The exit status is 1 if any check failed.
 """
-import argparse, contextlib, json, os, platform, shutil, subprocess, sys, tempfile, time, traceback
+import argparse, json, os, platform, shutil, subprocess, sys, tempfile, time, traceback
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
