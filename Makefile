@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 METHOD ?= mscl
 
-.PHONY: slurm slurm-stop real-corpus-deps real-corpus own-baseline install demo test export-check nbtest pytest bench clean-nbs lab lab-flags docs docs-check docs-chromium figures
+.PHONY: slurm slurm-stop real-corpus-deps real-corpus own-baseline install demo test export-check nbtest pytest bench gpu-check gpu-check-dry clean-nbs lab lab-flags docs docs-check docs-chromium figures
 
 $(VENV)/.installed: constraints.txt setup.py settings.ini
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -42,6 +42,16 @@ test: export-check nbtest pytest
 
 bench: install  # every benchmark, one after the other (each prints its table and writes benchmarks/results/*.csv)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+# on a machine with CUDA: every CUDA path tested (pytest -m cuda) and every recipe's training step timed at the seed's
+# size, < 8 min on one H100; writes benchmarks/results/gpu_check{.csv,_tests.csv,.md,.log}; non-zero exit on any failure.
+# Without a registry (a lent GPU machine): tools/gpu_check.sh (README: "The GPU check"). gpu-check-dry: the same on the
+# CPU, every step that needs no CUDA (what CI runs through tests/test_gpu_check.py), results in a temporary folder.
+gpu-check: install
+	$(PY) tools/gpu_check.py $(GPU_CHECK_ARGS)
+
+gpu-check-dry: install
+	OMP_NUM_THREADS=1 $(PY) tools/gpu_check.py --dry-run $(GPU_CHECK_ARGS)
 
 clean-nbs: install
 	$(BIN)/nbdev_clean

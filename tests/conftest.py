@@ -17,3 +17,15 @@ def run_notebook(nb: str, work_dir: Path, data_dir: Path, /, **params):
 def shared_data(tmp_path_factory):
     "One SOUNDLAB_DATA folder for the session: synthetic corpora and feature caches are built once."
     return tmp_path_factory.mktemp('soundlab_data')
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'cuda: needs a CUDA GPU; skipped without one (`make gpu-check` runs them: tools/gpu_check.py)')
+
+def pytest_collection_modifyitems(config, items):
+    "Tests marked `cuda` skip on a machine without CUDA (SOUNDLAB_CUDA_REHEARSAL=1: run them on the CPU, see tests/test_cuda.py)."
+    import torch
+    if torch.cuda.is_available() or os.environ.get('SOUNDLAB_CUDA_REHEARSAL', '') == '1': return
+    skip = pytest.mark.skip(reason='needs CUDA (make gpu-check runs it on a GPU)')
+    for item in items:
+        if 'cuda' in item.keywords: item.add_marker(skip)

@@ -48,6 +48,7 @@ def test_finetuned_ast_through_tagger_loader(ckpt):
     with torch.no_grad(): y = m(X()).numpy()
     assert np.abs(y - np.load(PINS/'ast_tiny_ft512_reference.npz')['logits_512']).max() <= 1e-4
 
+@pytest.mark.cuda  # make gpu-check runs it
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 def test_cuda_forward_autocasts_fp16(ckpt):
     m = ASTModel(50, 10, 10, 128, 512, imagenet_pretrain=False, audioset_pretrain=ckpt, model_size='tiny224').eval().cuda()

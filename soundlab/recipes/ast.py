@@ -151,9 +151,10 @@ def build_model(cfg:ASTConfig, n_classes:int) -> torch.nn.Module:
         return patchmix_net(create_model(f'ast_{cfg.model_size}', fstride=cfg.fstride, tstride=cfg.tstride, input_fdim=cfg.num_mel_bins,
                                          input_tdim=cfg.target_length, imagenet_pretrain=cfg.imagenet_pretrain,
                                          audioset_pretrain=cfg.audioset_pretrain), n_classes)
-    if cfg.model == 'ast':
+    if cfg.model == 'ast':  # the precision is the Trainer's and predict's (`amp`): without cuda_fp16=False the model's own
+                            # fp16 autocast would also run an fp32 (amp=False) recipe in fp16 on CUDA, with no loss scaling
         return ASTModel(n_classes, cfg.fstride, cfg.tstride, cfg.num_mel_bins, cfg.target_length, cfg.imagenet_pretrain,
-                        cfg.audioset_pretrain, cfg.model_size)
+                        cfg.audioset_pretrain, cfg.model_size, cuda_fp16=False)
     from soundlab.models.psla import EffNetAttention
     return EffNetAttention(n_classes, cfg.effnet_b, cfg.imagenet_pretrain or None, cfg.head_num, mode=cfg.psla_mode)
 
