@@ -9,7 +9,7 @@ from soundlab.encoders import SoundlabEncoder, load_encoder
 from soundlab.probe import load_corpus, run_xares, write_xares_tars, xares_encoder
 
 def test_checker_accepts_every_registered_encoder():
-    names = list_models(); assert len(names) == 20
+    names = list_models(); assert len(names) >= 20  # all of them (20 today)
     for name in names:  # AST at 128 input frames: the same network and interface, smoke-sized
         kw = dict(input_tdim=128) if model_family(name) == 'ast' else {}
         enc = xares_encoder(SoundlabEncoder(*load_encoder(name, **kw)))
