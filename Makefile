@@ -5,12 +5,12 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 METHOD ?= mscl
 
-.PHONY: slurm slurm-stop real-corpus-deps real-corpus own-baseline install demo test export-check nbtest pytest bench gpu-check gpu-check-dry clean-nbs lab lab-flags docs docs-check docs-chromium figures
+.PHONY: slurm slurm-stop real-corpus-deps real-corpus own-baseline install demo test export-check nbtest pytest bench gpu-check gpu-check-dry clean-nbs lab lab-flags docs docs-check docs-chromium figures hear-validate
 
 $(VENV)/.installed: constraints.txt setup.py settings.ini
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,eval]'
 	@touch $@
 
 install: $(VENV)/.installed
@@ -113,3 +113,24 @@ slurm:
 
 slurm-stop:
 	SLURM_LOCAL_DIR=$(SLURM_LOCAL_DIR) tools/slurm_local.sh stop
+
+# HEAR 2021's validator (hearvalidator) needs TensorFlow, which does not join the pinned environment: it gets its own
+# venv, .venv-hear (TensorFlow + hearvalidator), which reads torch and soundlab's other dependencies from .venv through
+# a .pth line, and checks soundlab.hear on a PANNs and an AST encoder (HEAR_MODELS: `load_model` strings). Not run by
+# CI, which tests the same API contract in the main environment (nbs/56_hear.ipynb).
+HEAR_VENV ?= .venv-hear
+HEAR_MODELS ?= cnn6 cnn6,window=1,hop=0.05 ast_tiny224 ast_tiny224,input_tdim=100,hop=0.05  # 2nd of each: 50-ms timestamps
+NUMPY_PIN = $(shell grep -i '^numpy==' constraints.txt)
+$(HEAR_VENV)/.installed: $(VENV)/.installed
+	@test -x $(HEAR_VENV)/bin/python || python3 -m venv $(HEAR_VENV)
+	$(HEAR_VENV)/bin/pip install -q tensorflow-cpu==2.21.0 $(NUMPY_PIN)
+	$(HEAR_VENV)/bin/pip install -q --no-deps hearvalidator==2021.0.2
+	$(HEAR_VENV)/bin/python -c "import sysconfig; print('$(abspath $(VENV))/lib/python' + sysconfig.get_python_version() + '/site-packages')" \
+	  > $$($(HEAR_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/soundlab-main-venv.pth
+	@# triton (torch's GPU compiler, imported by timm) loaded after TensorFlow crashes (both bundle LLVM): load it first
+	echo "import importlib.util; importlib.util.find_spec('triton') and __import__('triton.runtime')" \
+	  > $$($(HEAR_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/zz-soundlab-triton-first.pth
+	@touch $@
+
+hear-validate: $(HEAR_VENV)/.installed
+	for m in $(HEAR_MODELS); do PYTHONPATH=$(CURDIR) $(HEAR_VENV)/bin/hear-validator soundlab.hear -m $$m -d cpu || exit 1; done

@@ -11,6 +11,7 @@ import pandas as pd
 import soundfile as sf
 import torch
 from torch import nn
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 from .core import AudioError, SoundlabError, get_device, load_torch_file
 from .audio import audio_info, resample
@@ -21,10 +22,24 @@ from .models.psla import EffNetAttention, psla_from_checkpoint
 from .models.panns import _PannsCNN, create_panns, load_panns_checkpoint
 
 # %% auto #0
-__all__ = ['PSLA_NORM', 'PSLA_FRAMES', 'PANNS_FRONTENDS', 'stream_windows', 'model_frames', 'WindowInput', 'tag', 'panns_arch',
-           'load_tagger', 'tagger_defaults', 'parse_args', 'main']
+__all__ = ['PSLA_NORM', 'PSLA_FRAMES', 'PANNS_FRONTENDS', 'window_starts', 'stream_windows', 'array_windows', 'model_frames',
+           'WindowInput', 'tag', 'panns_arch', 'load_tagger', 'tagger_defaults', 'parse_args', 'main']
 
 # %% ../nbs/50_infer.ipynb #c006
+def window_starts(total:int, # samples in the signal
+                  n:int, # window length (samples)
+                  h:int, # hop (samples), at most `n`
+                  min_last:float=0.25, # keep a last partial window holding at least this share of a window
+                 ):
+    "Start samples of the windows along a signal: every `h`, the last partial one if it holds `min_last` of a window."
+    if h > n: raise ValueError(f'hop ({h} samples) must not exceed the window ({n} samples)')
+    start = 0
+    while True:
+        yield start
+        if start + n >= total: return
+        start += h
+        if total - start < min_last * n: return
+
 def stream_windows(path, # any file soundfile reads (wav, flac, ogg, mp3, ...)
                    window:float, # window length (s)
                    hop:float|None=None, # hop (s); default: the window (no overlap)
@@ -34,16 +49,19 @@ def stream_windows(path, # any file soundfile reads (wav, flac, ogg, mp3, ...)
     info = audio_info(path); sr = info.sample_rate
     n, h = max(1, round(window * sr)), max(1, round((hop or window) * sr))
     if h > n: raise ValueError(f'hop ({hop} s) must not exceed the window ({window} s)')
-    start = 0
     with sf.SoundFile(str(path)) as f:
-        for block in f.blocks(blocksize=n, overlap=n - h, dtype='float32', always_2d=True):
+        blocks = f.blocks(blocksize=n, overlap=n - h, dtype='float32', always_2d=True)  # consecutive blocks start every h
+        for start, block in zip(window_starts(info.frames, n, h, min_last), blocks):
             x = block.mean(1)
-            if len(x) < n:
-                if start > 0 and len(x) < min_last * n: break
-                x = np.pad(x, (0, n - len(x)))
-            yield start / sr, x
-            if start + n >= info.frames: break
-            start += h
+            yield start / sr, np.pad(x, (0, n - len(x))) if len(x) < n else x
+
+def array_windows(x:torch.Tensor, # (..., T) signals already in memory
+                  n:int, h:int|None=None, min_last:float=0.25, # as `window_starts` (samples)
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    "(starts (W,), windows (..., W, n)): `stream_windows`' windows of an in-memory signal (last one zero-padded)."
+    h = h or n; starts = list(window_starts(x.shape[-1], n, h, min_last))
+    x = F.pad(x, (0, max(0, starts[-1] + n - x.shape[-1])))
+    return torch.tensor(starts), x.unfold(-1, n, h)[..., :len(starts), :]
 
 # %% ../nbs/50_infer.ipynb #c009
 def model_frames(model) -> int|None:
