@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 METHOD ?= mscl
 
-.PHONY: slurm slurm-stop real-corpus-deps real-corpus own-baseline install demo test export-check nbtest pytest bench gpu-check gpu-check-dry clean-nbs lab lab-flags docs docs-check docs-chromium figures hear-validate
+.PHONY: test-kinds slurm slurm-stop real-corpus-deps real-corpus own-baseline install demo test export-check nbtest pytest bench gpu-check gpu-check-dry clean-nbs lab lab-flags docs docs-check docs-chromium figures hear-validate
 
 $(VENV)/.installed: constraints.txt setup.py settings.ini
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -39,6 +39,9 @@ pytest: install
 	$(IN_TMP) $(BIN)/pytest -q --durations=10 tests; $(CLEAN_TMP)  # the ten slowest tests stay visible
 
 test: export-check nbtest pytest
+
+test-kinds: install  # the equality tests under every kernel family this CPU can reach (not in CI): benchmarks/results/test_kinds.{csv,md}
+	$(IN_TMP) $(PY) tools/test_kinds.py; $(CLEAN_TMP)
 
 bench: install  # every benchmark, one after the other (each prints its table and writes benchmarks/results/*.csv)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

@@ -4,7 +4,7 @@
 
 # %% ../nbs/40_train.ipynb #c003
 from __future__ import annotations
-import os, json, math, time, warnings
+import os, json, math, time, warnings, contextlib
 from pathlib import Path
 from typing import Callable
 import numpy as np, pandas as pd
@@ -16,9 +16,10 @@ from .core import SoundlabError, atomic_write, get_device, autocast_dtype, seed_
 from . import dist
 
 # %% auto #0
-__all__ = ['CheckpointError', 'save_checkpoint', 'load_checkpoint', 'to_device', 'epoch_seed', 'Trainer', 'autocast',
-           'state_dict', 'load_state_dict', 'train_epoch', 'fit', 'write_history', 'seed_precision', 'ShardedSampler',
-           'ShardedBatchSampler', 'seed_worker', 'loader', 'predict', 'precision_name', 'machine_name', 'update_table']
+__all__ = ['CheckpointError', 'save_checkpoint', 'load_checkpoint', 'to_device', 'epoch_seed', 'Trainer', 'mixed_precision',
+           'autocast', 'state_dict', 'load_state_dict', 'train_epoch', 'fit', 'write_history', 'seed_precision',
+           'ShardedSampler', 'ShardedBatchSampler', 'seed_worker', 'loader', 'predict', 'precision_name',
+           'machine_name', 'update_table']
 
 # %% ../nbs/40_train.ipynb #c006
 class CheckpointError(SoundlabError):
@@ -116,9 +117,34 @@ Trainer._wrap = _wrap
 Trainer.module = property(lambda self: self.model, doc='The unwrapped model (what checkpoints hold).')
 
 # %% ../nbs/40_train.ipynb #c014
+_F = nn.functional
+_FP32_OPS = {_F.batch_norm, _F.layer_norm, _F.group_norm, _F.instance_norm, _F.softmax, _F.log_softmax, torch.softmax,
+             torch.log_softmax, torch.Tensor.softmax, torch.Tensor.log_softmax, _F.cross_entropy, _F.nll_loss,
+             _F.binary_cross_entropy, _F.binary_cross_entropy_with_logits, _F.kl_div, _F.mse_loss, _F.l1_loss,
+             _F.smooth_l1_loss, _F.cosine_similarity, _F.normalize}
+
+class _Fp32Ops(torch.overrides.TorchFunctionMode):
+    "Inputs of normalisation layers, softmax and losses cast to fp32 (what autocast leaves in bf16 / fp16 on the CPU)."
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _FP32_OPS:
+            up = lambda a: a.float() if isinstance(a, torch.Tensor) and a.dtype in (torch.bfloat16, torch.float16) else a
+            args, kwargs = tuple(up(a) for a in args), {k: up(v) for k, v in kwargs.items()}
+        return func(*args, **kwargs)
+
+@contextlib.contextmanager
+def mixed_precision(device_type:str, # 'cpu', 'cuda', ...
+                    dtype:torch.dtype|None, # the autocast dtype (`autocast_dtype`); None: fp32 (autocast off inside)
+                   ):
+    "soundlab's mixed precision: autocast to `dtype`, with normalisation, softmax and losses kept in fp32."
+    if dtype is None:
+        with torch.autocast(device_type, enabled=False): yield
+        return
+    with torch.autocast(device_type, dtype=dtype), _Fp32Ops(): yield
+
 def autocast(self:Trainer):
-    "The mixed-precision context of this trainer (a no-op when amp is off or unsupported)."
-    return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
+    "The mixed-precision context of this trainer (`mixed_precision`; fp32 when amp is off or unsupported)."
+    return mixed_precision(self.device.type, self.amp_dtype)
 Trainer.autocast = autocast
 
 def _is_better(self:Trainer, value) -> bool:
@@ -318,7 +344,7 @@ def predict(model:nn.Module, loader, fn:Callable, # fn(model, batch) -> Tensor o
     device = get_device(device); dtype = autocast_dtype(device, precision)
     model.eval(); outs = []
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with mixed_precision(device.type, dtype):
             out = fn(model, to_device(batch, device, channels_last))
         outs.append({k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in out.items()} if isinstance(out, dict)
                     else (out.float().cpu() if out.is_floating_point() else out.cpu()))

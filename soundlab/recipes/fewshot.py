@@ -173,7 +173,7 @@ def run_episode(model, b:dict, exp:dict, phase:str, # 'train', 'validation' or '
     ys = b['support_y'][b['support_group']].repeat_interleave(len(fs) // len(b['support_group']))
     rq = torch.arange(len(b['query_group']), device=fq.device).repeat_interleave(len(fq) // len(b['query_group']))
     yq = b['query_y'][b['query_group']][rq]
-    protos = class_prototypes(fs.float(), ys, W); scores = _scores(model, protos, fq)
+    protos = class_prototypes(fs.to(torch.promote_types(fs.dtype, torch.float32)), ys, W); scores = _scores(model, protos, fq)
     loss = relation_loss(scores, yq) if model.relation is not None else F.cross_entropy(scores, yq)
     out = dict(scores=scores, rows=rq, yq=yq, loss=loss)
     if contrastive_fn is not None and model.projection is not None:
