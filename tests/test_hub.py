@@ -213,7 +213,7 @@ def load_release(rel, path:Path):
     if rel.loader == 'panns': return load_tagger(path), create_model(rel.model, weights=path)  # the full tagger and the backbone
     if rel.loader == 'ast' and rel.tag == 'imagenet': return ast.ASTModel(5, 10, 10, 128, 100, imagenet_pretrain=path, model_size=rel.model[4:])
     if rel.loader == 'ast': return load_tagger(path, *(int(rel.filename.split('_')[1]),) * 2)
-    if rel.loader == 'psla': return psla.psla_from_checkpoint(path)[0]
+    if rel.loader == 'psla': return psla.psla_from_checkpoint(path)[0], create_model('effnet_b2', weights=path)  # the tagger; an embedding model
     if rel.loader == 'effnet-imagenet': return psla.EffNetAttention(5, b=int(rel.model[-1]), pretrain=path)
     return create_model(rel.model, weights=path)
 
@@ -224,7 +224,8 @@ def test_catalogue_entry_loads(name, tmp_path):
     sd = released_file(rel, f)
     m = load_release(rel, f)
     if rel.loader == 'psla':  # spot checks that the tensors landed
-        assert torch.equal(m.attention.head_weight, sd['module.attention.head_weight'])
+        assert torch.equal(m[0].attention.head_weight, sd['module.attention.head_weight'])
+        assert torch.equal(m[1].net.attention.head_weight, sd['module.attention.head_weight']) and m[1].embed(torch.randn(1, 100, 128)).shape == (1, 1408)
     elif rel.loader == 'panns':
         assert torch.equal(m[0].fc_audioset.weight, sd['model']['fc_audioset.weight'])
         assert torch.equal(m[1].net.conv_block1.conv1.weight, sd['model']['conv_block1.conv1.weight'])

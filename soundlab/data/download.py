@@ -216,9 +216,11 @@ def main(argv=None) -> int:
                                 "readers' layout, check them with their readers.")
     sub = p.add_subparsers(dest='cmd', required=True)
     sub.add_parser('list', help='known datasets, present or not, size on disk')
-    d = sub.add_parser('download', help='fetch, verify, extract and check a dataset'); d.add_argument('name'); d.add_argument('root', nargs='?')
+    root_help = "the dataset's own folder (default: data/<its folder>, e.g. data/ESC-50-master)"
+    d = sub.add_parser('download', help='fetch, verify, extract and check a dataset'); d.add_argument('name', help=f'one of {list(DATASETS)}')
+    d.add_argument('root', nargs='?', help=root_help)
     d.add_argument('--keep-archives', action='store_true'); d.add_argument('--quiet', action='store_true', help='no progress bars')
-    c = sub.add_parser('check', help="run the dataset's reader on ROOT"); c.add_argument('name'); c.add_argument('root', nargs='?')
+    c = sub.add_parser('check', help="run the dataset's reader on ROOT"); c.add_argument('name'); c.add_argument('root', nargs='?', help=root_help)
     i = sub.add_parser('info', help='sources, checksums, licence'); i.add_argument('name')
     a = p.parse_args(argv)
     try:

@@ -165,7 +165,12 @@ class PSLARegModel(RegisteredModel):
     def logits(self, x): return torch.logit(self.net(self.prepare(x)).float(), eps=1e-6)
     def load_weights(self, path, **kw):
         if _imagenet_only(path): psla.load_imagenet_weights(self.net.effnet, path, stem='fresh' if self.net.mode == 'reference' else 'sum')
-        else: psla.load_psla_checkpoint(self.net, path)
+        else:
+            if self.n_classes is None and (k := psla.psla_config_of(path)['label_dim']) != self.net.label_dim:  # an embedding model
+                h = self.net.head_num                                                                             # takes the file's head
+                self.net.attention = psla.MeanPooling(self.embed_dim, k) if h == 0 else psla.MHeadAttention(self.embed_dim, k, h)
+                self.net.label_dim = k
+            psla.load_psla_checkpoint(self.net, path)
         return self
 
 def _imagenet_only(path) -> bool:
