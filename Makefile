@@ -33,7 +33,7 @@ IN_TMP = d=$$(mktemp -d -t soundlab-test.XXXXXX); TMPDIR=$$d
 CLEAN_TMP = rc=$$?; rm -rf $$d; exit $$rc
 
 nbtest: install
-	$(IN_TMP) $(BIN)/nbdev_test --n_workers 2 --do_print; $(CLEAN_TMP)
+	$(IN_TMP) SOUNDLAB_OFFLINE=1 $(BIN)/nbdev_test --n_workers 2 --do_print; $(CLEAN_TMP)  # offline: no test touches the internet
 
 pytest: install
 	$(IN_TMP) $(BIN)/pytest -q --durations=10 tests; $(CLEAN_TMP)  # the ten slowest tests stay visible

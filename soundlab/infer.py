@@ -14,6 +14,7 @@ from torch import nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 from .core import AudioError, SoundlabError, get_device, load_torch_file
+from .hub import resolve
 from .audio import audio_info, resample
 from .features import KaldiFbank
 from .data.tagging import read_label_csv, AUDIOSET_MEAN, AUDIOSET_STD
@@ -167,13 +168,13 @@ def _load_panns(path, sd) -> _PannsCNN:
     m.sample_rate = sr  # `tagger_defaults` reads it
     return load_panns_checkpoint(m, path).eval()  # strict: a mismatch names every key
 
-def load_tagger(checkpoint, # .pth/.pt: an AST (AudioSet layout, fine-tuned, soundlab), PSLA (released, soundlab) or PANNs (AudioSet) checkpoint
+def load_tagger(checkpoint, # a file (AST, PSLA or PANNs checkpoint) or a catalogue name: 'psla-audioset', 'cnn14-audioset', 'ast_base384-audioset', ...
                 fstride:int=10, tstride:int=10, input_fdim:int=128, # AST strides and bins
                 input_tdim:int|None=None, # AST: default the shortest input giving the checkpoint's grid; PSLA: default 1056
                ) -> nn.Module:
     "The AST, PSLA or PANNs (Cnn6/10/14) model a checkpoint holds, with its weights, in eval mode."
     path = Path(checkpoint)
-    if not path.is_file(): raise SoundlabError(path, 'no such checkpoint')
+    if not path.is_file(): path = resolve(checkpoint)  # a released model by name: its cached copy, else a verified download
     sd = load_torch_file(path, 'checkpoint')
     for k in ('model', 'state_dict'):
         if isinstance(sd, dict) and isinstance(sd.get(k), dict): sd = sd[k]
@@ -199,7 +200,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog='soundlab-tag', description='Tag an audio file of any length with an AST, PSLA or PANNs checkpoint (sliding windows).')
     p.add_argument('file', help='audio file (wav, flac, ogg, mp3, ...)')
     p.add_argument('--checkpoint', required=True, help='AST (AudioSet, fine-tuned, soundlab best.pt), PSLA (released as_mdl_*.pth / fsd_mdl_*.pth, soundlab best.pt) '
-                   'or PANNs (Cnn6/Cnn10/Cnn14_mAP=*.pth) checkpoint')
+                   'or PANNs (Cnn6/Cnn10/Cnn14_mAP=*.pth) checkpoint, or a released model by name: psla-audioset, psla-fsd50k-wa, '
+                   'cnn14-audioset, ast_base384-audioset, ... (soundlab-weights list)')
     p.add_argument('--labels', default=None, help='class_labels_indices.csv (index,mid,display_name)')
     p.add_argument('--fstride', type=int, default=10); p.add_argument('--tstride', type=int, default=10)
     p.add_argument('--input-tdim', type=int, default=None, help='model input frames (default: AST from the checkpoint, PSLA 1056; not PANNs)')

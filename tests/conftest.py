@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault('SOUNDLAB_OFFLINE', '1')  # no test touches the internet (tests/test_hub.py downloads from its own local server)
 NBS = REPO / 'nbs'
 
 def run_notebook(nb: str, work_dir: Path, data_dir: Path, /, **params):

@@ -15,6 +15,7 @@ from ..core import SoundlabError, DatasetError, data_dir, runs_root, get_device,
 from .. import dist
 from ..data.core import BadFiles
 from ..data.folder import prepare_folder, folder_folds
+from ..data.download import ensure_dataset, recipe_data_root
 from ..features import KaldiFbank, FeatureCache
 from ..data.tagging import TaggingDataset, fbank_stats, sample_weights
 from ..data.vocalsound import prepare_vocalsound, VS_CLASSES
@@ -44,11 +45,13 @@ VS_META = ('gender', 'age', 'gender_age')  # M-SCL metadata tasks of VocalSound
 class ASTConfig:
     task:str='esc50' # 'vocalsound', 'esc50' or 'speechcommands'
     data_root:str='' # the corpus in its published layout; '' = the synthetic corpus (written on first use)
+    download:bool=False # True: fetch the public dataset into data_root (default: data/<its folder>) unless it is there (soundlab.data.download)
     dataset:str='' # '': the task's published layout; 'folder' / 'csv': your own recordings at data_root (soundlab.data.folder;
                    # the task's preset gives the settings, `folds` the test folds, a multi-label datafile layout works too)
     model:str='ast' # 'ast' or 'psla' (PSLA's EfficientNet + attention, soundlab.models.psla)
     model_size:str='base384'; fstride:int=10; tstride:int=10 # AST
-    imagenet_pretrain:object=True; audioset_pretrain:object=False # False, True (pretrained_dir()) or a file
+    imagenet_pretrain:object=True; audioset_pretrain:object=False # False, True (the catalogue's file: ast_<size>-imagenet,
+                        # ast_base384-audioset; model='psla': effnet_b<b>-imagenet), a catalogue name or a path (soundlab.hub)
     effnet_b:int=2; head_num:int=4 # model='psla': EfficientNet-B`effnet_b`, attention heads
     psla_mode:str='timm' # model='psla': EffNetAttention mode ('reference': the seed's model; the paper presets)
     stereo:str='mix' # multi-channel clips: 'mix' (average) or 'first' (the seeds: demean, channel 0; the paper presets)
@@ -109,6 +112,7 @@ def ast_config(preset:str='demo', # 'paper', 'demo' or 'smoke'
     if task not in TASKS: raise ValueError(f'unknown task {task!r}; choose from {TASKS}')
     cfg = replace(ASTConfig(task=task), **PRESETS[preset][task])
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    cfg = replace(cfg, data_root=recipe_data_root(None if cfg.dataset else cfg.task, cfg.data_root, cfg.download))
     if cfg.model not in ('ast', 'psla'): raise ValueError(f"model must be 'ast' or 'psla', got {cfg.model!r}")
     if cfg.dataset not in ('', 'folder', 'csv'): raise ValueError(f"dataset must be '', 'folder' or 'csv', got {cfg.dataset!r}")
     if cfg.dataset and not cfg.data_root: raise ValueError(f'dataset={cfg.dataset!r} needs data_root: a CSV, class folders or datafiles')
@@ -126,7 +130,8 @@ def ast_config(preset:str='demo', # 'paper', 'demo' or 'smoke'
 _MAKERS = dict(vocalsound='make_vocalsound', esc50='make_esc50', speechcommands='make_speechcommands')
 
 def corpus_root(cfg:ASTConfig) -> Path:
-    "`data_root`, or the synthetic corpus of `cfg.synth` in the task's layout (written on first use, then reused)."
+    "`data_root` (fetched first under `download=True`), or the synthetic corpus of `cfg.synth` in the task's layout (written on first use, then reused)."
+    if cfg.data_root and cfg.download: return ensure_dataset(cfg.task, cfg.data_root)
     if cfg.data_root: return Path(cfg.data_root).expanduser()
     import soundlab.synth as synth
     args = {'seed': 0, **cfg.synth}

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from ..core import data_dir, runs_root, get_device, seed_everything, config_digest, run_config, run_folder
 from .. import dist
 from ..data.core import BadFiles
+from ..data.download import recipe_data_root
 from ..data.metaaudio import MetaAudio, EpisodicSampler, collate_episode, prepare_metaaudio, MULTI_SEGMENT
 from ..models.fewshot import load_fewshot_config, create_fewshot_model, _augmenting
 from ..losses import class_prototypes, prototypical_loss, cpl_loss, AngularProtoLoss, relation_loss
@@ -66,6 +67,7 @@ class FewShotConfig:
     scenario:str='protonet+aug+attention' # a key of SCENARIOS, or 'config' (the JSON file as it is)
     contrastive:str='' # '' (the scenario's / file's choice), 'cpl' or 'angular'
     data_root:str='' # folder holding the dataset folders; '' = the synthetic corpus
+    download:bool=False # True: MetaAudio cannot be fetched by a script: the error says how to obtain it (soundlab.data.download)
     dataset:str='' # '': MetaAudio's layout; 'folder' / 'csv': your own recordings at data_root (written once in MetaAudio's
                    # layout with a seeded class-disjoint train/valid/test split, soundlab.data.folder.write_metaaudio_folder)
     dataset_name:str|None=None; encoder_name:str|None=None # None: the file's
@@ -81,7 +83,7 @@ class FewShotConfig:
     scenario_overrides:dict=field(default_factory=dict) # {scenario: {experiment key: value}} applied last
     encoder_pool:str='max' # 'max': the seed's encoders (128-band features); 'adaptive': small features (see models.fewshot)
     encoder:str='' # a registered model (soundlab.models.list_models(), e.g. 'cnn6') as the encoder; '' = the seed's encoder_name
-    weights:str='' # a weights file for `encoder`, read by its family's loader (e.g. PANNs' Cnn6_mAP=0.343.pth)
+    weights:str='' # weights of `encoder`: a file, a catalogue name or a tag ('audioset' for cnn6: PANNs' Cnn6_mAP=0.343.pth), soundlab.hub
     encoder_kw:dict=field(default_factory=dict) # arguments of the registered model (e.g. {'n_mels': 32})
     out_dir:str='' # runs (checkpoints, histories); '' = data_dir()/runs/fewshot
 
@@ -100,7 +102,8 @@ def fewshot_config(preset:str='demo', **overrides) -> FewShotConfig:
     "A config from a preset with every non-None override applied (papermill passes None for 'use the preset')."
     if preset not in PRESETS: raise ValueError(f'unknown preset {preset!r}; choose from {list(PRESETS)}')
     cfg = replace(FewShotConfig(), **PRESETS[preset])
-    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    return replace(cfg, data_root=recipe_data_root(None if cfg.dataset in ('folder', 'csv') else 'metaaudio', cfg.data_root, cfg.download))
 
 # %% ../../nbs/43_recipes.fewshot.ipynb #c009
 _PASS = ('dataset_name', 'encoder_name', 'use_attention', 'use_contrastive', 'num_epochs', 'n_training_tasks', 'n_testing_tasks', 'patience', 'lr')

@@ -15,6 +15,7 @@ from sklearn.metrics import precision_recall_curve
 from ..core import SoundlabError, DatasetError, data_dir, runs_root, seed_everything, get_device, config_digest, load_torch_file, run_config, run_folder
 from .. import dist
 from ..data.core import BadFiles
+from ..data.download import ensure_dataset, recipe_data_root
 from ..features import FeatureCache
 from ..data.tagging import (read_datafile, write_datafile, read_label_csv, records_from_datafile, TaggingDataset,
                                    fbank_stats, write_weight_file, read_weight_file, sample_weights, multi_hot)
@@ -39,8 +40,9 @@ THRESHOLDS = ('none', 'mean', 'median', '5', '10', '25')  # the seed's label-mod
 class PSLAConfig:
     dataset:str='fsd50k' # 'fsd50k', 'audioset', or 'folder' / 'csv': your own recordings at data_root (soundlab.data.folder)
     data_root:str='' # FSD50K root, or a folder with AudioSet's train_data.json / eval_data.json ('' = synthetic FSD50K)
+    download:bool=False # True: fetch the public dataset into data_root (default: data/<its folder>) unless it is there (soundlab.data.download); AudioSet: the error says how to obtain it
     b:int=2; head_num:int=4 # EfficientNet-B<b>; 0 mean pooling, 1 single head, >1 multi-head attention
-    pretrain:str='' # ImageNet weights file: timm tf_efficientnet_b<b> or efficientnet_pytorch efficientnet-b<b> ('' = from scratch)
+    pretrain:str='' # ImageNet weights: 'imagenet' (effnet_b<b>-imagenet, the seed's), a catalogue name or a file ('' = from scratch)
     model_mode:str='reference' # EffNetAttention mode: 'reference' (the seed's padding, pooling, BN, drop-connect, init) or 'timm'
     bal:bool=True; mixup:float=0.5; freqm:int=48; timem:int=192; target_length:int=3000
     label_enhance:str='mean' # a THRESHOLDS value: 'none' trains on the original labels only
@@ -89,6 +91,7 @@ def psla_config(preset:str='demo', **overrides) -> PSLAConfig:
     if cfg.dataset not in ('fsd50k', 'audioset', 'folder', 'csv'):
         raise ValueError(f"dataset must be 'fsd50k', 'audioset', 'folder' or 'csv', got {cfg.dataset!r}")
     if cfg.dataset in ('folder', 'csv') and not cfg.data_root: raise ValueError(f'dataset={cfg.dataset!r} needs data_root')
+    cfg = replace(cfg, data_root=recipe_data_root(None if cfg.dataset in ('folder', 'csv') else cfg.dataset, cfg.data_root, cfg.download))
     if cfg.label_enhance not in THRESHOLDS: raise ValueError(f'label_enhance must be one of {THRESHOLDS}, got {cfg.label_enhance!r}')
     if cfg.model_mode not in ('reference', 'timm'): raise ValueError(f"model_mode must be 'reference' or 'timm', got {cfg.model_mode!r}")
     if cfg.wa_count not in WA_COUNTS: raise ValueError(f'wa_count must be one of {WA_COUNTS}, got {cfg.wa_count!r}')
@@ -110,7 +113,8 @@ def lr_milestones(cfg:PSLAConfig) -> list:
 def runs_dir(cfg:PSLAConfig) -> Path: return Path(cfg.out_dir or runs_root())
 
 def corpus_root(cfg:PSLAConfig) -> Path:
-    "`data_root`, or the synthetic FSD50K corpus of `cfg.synth` (written on first use)."
+    "`data_root` (FSD50K fetched first under `download=True`), or the synthetic FSD50K corpus of `cfg.synth` (written on first use)."
+    if cfg.data_root and cfg.download and cfg.dataset == 'fsd50k': return ensure_dataset('fsd50k', cfg.data_root)
     if cfg.data_root: return Path(cfg.data_root).expanduser()
     from soundlab.synth import make_fsd50k, default_root
     args = {'seed': 0, **cfg.synth}

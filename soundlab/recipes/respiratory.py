@@ -15,6 +15,7 @@ from ..features import RespiratoryMel, FeatureCache
 from ..augment import SpecAugment
 from ..data.core import precompute, BadFiles, SegmentDataset, meta_labels
 from ..data.folder import prepare_folder
+from ..data.download import ensure_dataset, recipe_data_root
 from ..data.icbhi import ICBHI, prepare_icbhi
 from ..data.sprsound import SPRSound, prepare_sprsound
 from .. import dist
@@ -42,13 +43,15 @@ class RespiratoryConfig:
     dataset:str='ICBHI' # 'ICBHI', 'SPRS', or 'folder' / 'csv': your own recordings at data_root (soundlab.data.folder)
     mode:str='inter' # SPRSound split: 'inter' (patient-disjoint) or 'intra'
     data_root:str='' # dataset root; '' = the embedded synthetic corpus (written on first use)
+    download:bool=False # True: fetch the public dataset into data_root (default: data/<its folder>) unless it is there (soundlab.data.download)
     fold:int=1; n_folds:int=5 # dataset='folder': the test fold (of the CSV's fold column, or of seeded stratified folds)
     f_max:float=2000. # top of the log-mel (seed 000: 2 kHz, lung sounds; own data: the 'own' preset's 8 kHz)
     method:str='mscl' # 'sl' (cross-entropy), 'scl', 'hybrid', 'mscl', 'patchmix' (Patch-Mix CL; patch-based backbones)
     backbone:str='cnn6' # any `soundlab.models.list_models()` name: cnn6/10/14, ast_*, effnet_b0..7, resnet18, vgglike, crnn, fewshot_*
     backbone_kw:dict=field(default_factory=dict) # further `create_model` arguments, e.g. dict(fstride=16, tstride=16)
     scratch:bool=True # False: initialise from weights_path, read by the backbone family's loader
-    weights_path:str='' # e.g. data/pretrained/Cnn6_mAP=0.343.pth (PANNs), an ImageNet DeiT or AudioSet AST file (ast_*)
+    weights_path:str='' # a file, a catalogue name or a tag of the backbone ('audioset': cnn6-audioset, PANNs' Cnn6_mAP=0.343.pth;
+                        # ast_*: 'imagenet' / 'audioset'), through soundlab.hub (cached, else downloaded and verified)
     metalabel:str='sa' # M-SCL metadata task: 's' sex, 'a' age, 'sa' both, 'c' class; own data: also any metadata column
     lam:float=0.75 # M-SCL weight of the class head (1 - lam for the metadata head)
     bs:int=128; epochs:int=400; epochs2:int=50 # epochs2: linear evaluation epochs (scl, mscl)
@@ -93,12 +96,15 @@ def respiratory_config(preset:str='demo', **overrides) -> RespiratoryConfig:
     if preset not in PRESETS: raise ValueError(f'unknown preset {preset!r}; choose from {list(PRESETS)}')
     cfg = replace(RespiratoryConfig(), **PRESETS[preset])
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    name = None if cfg.dataset.lower() in OWN_DATA else {'ICBHI': 'icbhi', 'SPRS': 'sprsound'}.get(cfg.dataset.upper())
+    cfg = replace(cfg, data_root=recipe_data_root(name, cfg.data_root, cfg.download))
     if cfg.method not in METHODS: raise ValueError(f'unknown method {cfg.method!r}; choose from {METHODS}')
     if cfg.dataset.lower() in OWN_DATA and not cfg.data_root: raise ValueError(f'dataset={cfg.dataset!r} needs data_root: a CSV or class folders')
     if cfg.select not in ('test', 'val'): raise ValueError(f"select must be 'test' (seed 000) or 'val', not {cfg.select!r}")
     if not cfg.scratch and not cfg.weights_path:
-        raise ValueError('scratch=False needs weights_path: a weights file of the backbone (PANNs: the AudioSet checkpoint, e.g. '
-                         'Cnn6_mAP=0.343.pth, zenodo record 3987831; AST: an ImageNet DeiT or AudioSet AST file)')
+        raise ValueError("scratch=False needs weights_path: a file, a catalogue name or a tag of the backbone ('audioset': PANNs' "
+                         "AudioSet checkpoint, e.g. cnn6-audioset = Cnn6_mAP=0.343.pth, zenodo record 3987831; AST: 'imagenet' or "
+                         "'audioset'; soundlab-weights list)")
     fam = model_family(cfg.backbone)  # a clear error for an unknown backbone
     if cfg.method == 'patchmix' and fam not in PATCH_FAMILIES:
         raise ValueError(f"method 'patchmix' mixes patch tokens: it needs a patch-based backbone (ast_*), not {cfg.backbone!r}")
@@ -108,7 +114,8 @@ def respiratory_config(preset:str='demo', **overrides) -> RespiratoryConfig:
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c009
 def corpus_root(cfg:RespiratoryConfig) -> Path:
-    "The dataset root of `cfg`: `data_root`, or the synthetic corpus (generated on first use, then reused)."
+    "The dataset root of `cfg`: `data_root` (fetched first under `download=True`), or the synthetic corpus (generated on first use, then reused)."
+    if cfg.data_root and cfg.download: return ensure_dataset({'ICBHI': 'icbhi', 'SPRS': 'sprsound'}[cfg.dataset.upper()], cfg.data_root)
     if cfg.data_root: return Path(cfg.data_root).expanduser()
     from soundlab import synth
     icbhi = cfg.dataset.upper() == 'ICBHI'

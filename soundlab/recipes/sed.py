@@ -17,6 +17,8 @@ from ..features import SEDLogmel, FeatureCache, clip_patches
 from ..augment import SimCLRViews, SpecAugment, sample_patches
 from ..data.fsdnoisy18k import CLASSES, FSDnoisy18k, prepare_fsdnoisy18k, collate_clips
 from ..data.core import BadFiles
+from ..data.download import ensure_dataset, recipe_data_root
+from ..hub import resolve
 from .. import dist
 from ..models.sed import create_sed_model, published_checkpoint, estimate_input_norm, MODELS
 from ..models.panns import ProjectionHead
@@ -36,11 +38,12 @@ STAGES = ('pretrain', 'lineval', 'finetune')
 @dataclass
 class SEDConfig:
     data_root:str='' # FSDnoisy18k root; '' = the synthetic corpus in its layout (written on first use)
+    download:bool=False # True: fetch the public dataset into data_root (default: data/<its folder>) unless it is there (soundlab.data.download)
     dataset:str='' # '': FSDnoisy18k's layout; 'folder' / 'csv': your own recordings at data_root (labels optional)
     arch:str='resnet18' # 'vgglike', 'crnn' or 'resnet18' (the seed's yaml: res18)
     train_on_clean:bool=False # downstream: train on 85 % of the clean set instead of the noisy set
     val_fraction:float=0.15 # clean-set share held out for validation when train_on_clean
-    encoder_path:str='' # downstream init: '' our pre-trained encoder, 'published', 'random', or a checkpoint file
+    encoder_path:str='' # downstream init: '' our pre-trained encoder, 'published' (the seed's, soundlab.hub), 'random', or a checkpoint file
     epochs:int=500; bs:int=128; lr:float=0.03; lr_steps:tuple=(0.65, 0.85) # pre-training; lr /10 at these fractions
     tau:float=0.2; proj_hidden:int=512; proj_dim:int=512 # NT-Xent temperature; projection head widths
     lineval_epochs:int=200; lineval_bs:int=128; lineval_lr:float=0.1
@@ -74,6 +77,7 @@ def sed_config(preset:str='demo', **overrides) -> SEDConfig:
     cfg = replace(SEDConfig(), **PRESETS[preset])
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if cfg.arch.lower() not in MODELS: raise ValueError(f'unknown arch {cfg.arch!r}; choose from {list(MODELS)}')
+    cfg = replace(cfg, data_root=recipe_data_root(None if cfg.dataset in ('folder', 'csv') else 'fsdnoisy18k', cfg.data_root, cfg.download))
     return replace(cfg, arch=cfg.arch.lower(), lr_steps=tuple(cfg.lr_steps), downstream_lr_steps=tuple(cfg.downstream_lr_steps))
 
 def stage_overrides(stage:str, # 'pretrain', 'lineval', 'finetune' or 'all'
@@ -89,7 +93,8 @@ def milestones(epochs:int, steps:tuple) -> list:
 
 # %% ../../nbs/42_recipes.sed.ipynb #c010
 def corpus_root(cfg:SEDConfig) -> Path:
-    "`data_root`, or the synthetic FSDnoisy18k corpus of `cfg.synth` (written on first use, then reused)."
+    "`data_root` (fetched first under `download=True`), or the synthetic FSDnoisy18k corpus of `cfg.synth` (written on first use, then reused)."
+    if cfg.data_root and cfg.download: return ensure_dataset('fsdnoisy18k', cfg.data_root)
     if cfg.data_root: return Path(cfg.data_root).expanduser()
     from soundlab.synth import make_fsdnoisy18k, default_root
     args = {'seed': 0, **cfg.synth}
@@ -188,7 +193,7 @@ def build_encoder(cfg:SEDConfig, data:dict) -> tuple:
     if init == 'random': return create_sed_model(cfg.arch, n), data['norm']
     if init == 'published':
         path = published_checkpoint(cfg.arch)
-        if not path.is_file(): raise SoundlabError(path, f'no published {cfg.arch} encoder in the fixtures (published: VGG_best.pth, CRNN_best.pth)')
+        if not path.is_file(): path = resolve('fsdnoisy18k', model=cfg.arch)  # not in the fixtures: the seed's pth/ file through soundlab.hub
         enc = create_sed_model(cfg.arch, n, path, skip_head=True)
         sample = torch.stack([sample_patches(x, cfg.patch_len, torch.Generator().manual_seed(i), 1)[0] for i, x in enumerate(data['train']['x'][:256])])
         return enc, estimate_input_norm(enc, sample[:, None])
