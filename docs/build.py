@@ -119,7 +119,9 @@ def _split_figures(text: str) -> list:
     out, pos = [], 0
     for m in _FIGURE.finditer(text):
         if not (FIGS / m.group(1)).exists(): continue
-        out += [text[pos:m.start()], {**_code_cell(''), 'metadata': {'tags': ['remove-input']}, 'outputs': [_png_output(FIGS / m.group(1))]}]
+        # a source MyST-NB keeps (it skips empty cells), hidden by the tag: only the picture shows
+        out += [text[pos:m.start()], {**_code_cell(f'# figures/{m.group(1)}'), 'metadata': {'tags': ['remove-input']},
+                                      'outputs': [_png_output(FIGS / m.group(1))]}]
         pos = m.end()
     return [t for t in out + [text[pos:]] if not isinstance(t, str) or t.strip()]
 
