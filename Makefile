@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 METHOD ?= mscl
 
-.PHONY: test-kinds slurm slurm-stop real-corpus-deps real-corpus own-baseline install demo test export-check nbtest pytest bench gpu-check gpu-check-dry clean-nbs lab lab-flags docs docs-check docs-chromium figures hear-validate
+.PHONY: test-kinds slurm slurm-stop real-corpus-deps real-corpus own-baseline install demo test export-check nbtest pytest bench gpu-check gpu-check-dry clean-nbs lab lab-flags docs docs-check docs-chromium figures hear-validate board board-screenshot
 
 $(VENV)/.installed: constraints.txt setup.py settings.ini
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -67,14 +67,28 @@ lab: install
 lab-flags:  # the flags `make lab` passes (tests/test_lab.py starts the server with them)
 	@echo $(LAB_FLAGS)
 
+# TensorBoard on the runs folder: every Trainer writes event files into its run folder (off: SOUNDLAB_TENSORBOARD=0).
+# Bound to this machine only; BOARD_HOST=0.0.0.0 (or a host name) to serve others, BOARD_LOGDIR for a sweep's folder.
+BOARD_LOGDIR ?= $(shell test -x $(PY) && $(PY) -c "from soundlab.core import runs_root; print(runs_root())" 2>/dev/null || echo data/runs)
+BOARD_HOST ?= 127.0.0.1
+BOARD_PORT ?= 6006
+board: install
+	$(BIN)/tensorboard --logdir $(BOARD_LOGDIR) --host $(BOARD_HOST) --port $(BOARD_PORT)
+
+# the TensorBoard scalars page of a smoke run (trained into a temporary folder), for the docs site's train page
+board-screenshot: install
+	@command -v $(CHROMIUM) >/dev/null || { echo "no $(CHROMIUM): run make docs-chromium"; exit 1; }
+	$(PY) tools/board_screenshot.py --chromium $(CHROMIUM) --out figures/tensorboard_scalars.png
+
 # documentation site from the notebooks (Sphinx + MyST-NB, offline; see docs/conf.py) -> _docs/index.html
 docs: install
 	$(PY) docs/build.py --out _docs
 
-# read the site as a reader would: internal link check, then headless-Chromium screenshots of a home, a library and a
+# read the site as a reader would: a fresh TensorBoard screenshot of a smoke run (figures/tensorboard_scalars.png, shown
+# on the train page), the site, internal link check, then headless-Chromium screenshots of a home, a library and a
 # result page into _proc/screenshots/ (Debian's browser: `make docs-chromium` as root installs it)
 CHROMIUM ?= chromium
-docs-check: docs
+docs-check: board-screenshot docs
 	$(PY) docs/linkcheck.py _docs
 	@command -v $(CHROMIUM) >/dev/null || { echo "no $(CHROMIUM): run make docs-chromium"; exit 1; }
 	mkdir -p _proc/screenshots

@@ -213,6 +213,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--top-k', type=int, default=3); p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--device', default='auto'); p.add_argument('--out', default=None, help='CSV to write (per window + whole file)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.add_argument('--backend', default='torch', choices=['torch', 'onnx'], help='onnx: --checkpoint is a file soundlab-export wrote, run by '
+                   'onnxruntime (CPU) behind its torch front end; its labels, rate and window come from the file')
     return p.parse_args(argv)
 
 # %% ../nbs/50_infer.ipynb #c023
@@ -220,7 +222,11 @@ def main(argv=None) -> int:
     "The `soundlab-tag` entry point."
     a = parse_args(argv)
     try:
-        model = load_tagger(a.checkpoint, a.fstride, a.tstride, input_tdim=a.input_tdim); dflt = tagger_defaults(model)
+        if a.backend == 'onnx':  # soundlab.export builds on this module: imported only when asked for
+            from soundlab.export import OnnxModel
+            model = OnnxModel(a.checkpoint); dflt = model.tagger_defaults()
+            a.labels, a.window = a.labels or dflt['labels'], a.window or dflt['window']
+        else: model = load_tagger(a.checkpoint, a.fstride, a.tstride, input_tdim=a.input_tdim); dflt = tagger_defaults(model)
         norm = (dflt['norm'][0] if a.norm_mean is None else a.norm_mean, dflt['norm'][1] if a.norm_std is None else a.norm_std)
         act = dflt['activation'] if a.activation is None else None if a.activation == 'none' else a.activation
         df = tag(a.file, model, a.labels, a.window, a.hop, dflt['sample_rate'], dflt['input'], norm=norm, activation=act,

@@ -68,7 +68,9 @@ def test_ddp_matches_single_process(tmp_path):
     for k in w1['state']: assert torch.allclose(w1['state'][k], w2['state'][k], atol=TOL), k
     # rank 0 alone wrote the run folder: the history file is the gathered history, once
     assert pd.read_csv(tmp_path / 'two' / 'history.csv').train_loss.round(6).tolist() == h2.train_loss.round(6).tolist()
-    assert sorted(p.name for p in (tmp_path / 'two').iterdir()) == ['best.pt', 'history.csv', 'last.pt']
+    names = sorted(p.name for p in (tmp_path / 'two').iterdir())
+    assert [n for n in names if '.tfevents.' not in n] == ['best.pt', 'history.csv', 'last.pt']
+    assert sum('.tfevents.' in n for n in names) == 1                       # TensorBoard: rank 0's event file only
 
 def test_run_icbhi_two_processes(tmp_path, shared_data):
     "The run notebook with nproc=2: the recipe trains under torchrun unchanged; rank 0 alone writes the table."

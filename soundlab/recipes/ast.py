@@ -23,7 +23,7 @@ from ..data.esc50 import prepare_esc50, esc50_classes
 from ..data.speechcommands import prepare_speechcommands, SC_CLASSES
 from ..models.ast import ASTModel
 from ..metrics import accuracy, mean_auc, confusion_df
-from ..train import Trainer, predict, load_checkpoint, seed_precision
+from ..train import Trainer, predict, load_checkpoint, seed_precision, Confusion, Embedding
 from ..streaming import check_features, with_frontend
 from ..augment import SpecAugment
 from ..models.panns import RespiratoryNet
@@ -255,7 +255,8 @@ def train_model(cfg:ASTConfig, train:list, evals:dict, # training records; {name
     targets, per_epoch = {k: d.labels() for k, d in ev.items()}, []
     def evaluate(m):  # rank 0 scores the evaluation sets; every rank keeps its scores (the metrics agree across ranks)
         s = dist.broadcast({k: scores_of(cfg, m, d, trainer.device) for k, d in ev.items()} if dist.is_main() else None); per_epoch.append(s)
-        return {f'{k}_{mk}': v for k, x in s.items() for mk, v in metrics_of(targets[k], x).items()}
+        return ({f'{k}_{mk}': v for k, x in s.items() for mk, v in metrics_of(targets[k], x).items()}
+                | {f'{k}_confusion': Confusion(targets[k].argmax(1), x.argmax(1)) for k, x in s.items()})  # TensorBoard images
     out = run_dir(cfg, name)
     trainer = Trainer(model, None, opt, sched, evaluate, monitor, out_dir=out,
                       device=cfg.device, precision=seed_precision(cfg.amp, 'fp16' if cfg.model == 'ast' else 'fp32'),
@@ -308,12 +309,15 @@ def train_mscl(cfg:ASTConfig, train:list, evals:dict, n_classes:int, norm:tuple,
     hist = trainer.fit(trainer.loader(_WithMeta(ev['train'], meta['train']), cfg.bs, shuffle=True, num_workers=cfg.num_workers), cfg.epochs)
     emb = {k: predict(model, DataLoader(_WithMeta(d, meta[k]), cfg.eval_bs, num_workers=cfg.num_workers), lambda m, b: m.embed(b[0]),
                       device=trainer.device, amp=cfg.amp) for k, d in ev.items()}
+    k = next(k for k in ('test', 'val', 'train') if k in emb)  # TensorBoard's projector: class and speaker metadata
+    trainer.log(f'{k}_embedding', Embedding(emb[k], {'class': ev[k].labels().argmax(1), f'meta ({cfg.metalabel})': meta[k]}))
     targets, per_epoch = {k: d.labels() for k, d in ev.items() if k != 'train'}, []
     @torch.no_grad()
     def scores(clf): return {k: clf(emb[k].to(next(clf.parameters()).device)).float().cpu() for k in targets}
     def evaluate(clf):
         per_epoch.append(s := scores(clf))
-        return {f'{k}_{mk}': v for k, x in s.items() for mk, v in metrics_of(targets[k], x).items()}
+        return ({f'{k}_{mk}': v for k, x in s.items() for mk, v in metrics_of(targets[k], x).items()}
+                | {f'{k}_confusion': Confusion(targets[k].argmax(1), x.argmax(1)) for k, x in s.items()})  # TensorBoard images
     clf, h2 = linear_eval(emb['train'], ev['train'].labels().argmax(1), n_classes, evaluate, monitor, out/'linear', cfg.lr2, cfg.wd,
                           cfg.epochs2, cfg.bs, **common)
     if len(per_epoch) < len(h2): per_epoch = [scores(clf)] * (len(h2) - len(per_epoch)) + per_epoch  # resumed

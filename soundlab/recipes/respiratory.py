@@ -24,7 +24,7 @@ from ..models.registry import create_model, model_family, InputSpec
 from ..patchmix import patchmix_net, patchmix_step
 from ..losses import SupConLoss, class_weights
 from ..metrics import icbhi_scores
-from ..train import Trainer, predict, load_checkpoint, update_table, seed_precision
+from ..train import Trainer, predict, load_checkpoint, update_table, seed_precision, Confusion, Embedding
 
 # %% auto #0
 __all__ = ['METHODS', 'PATCH_FAMILIES', 'CLASS_NAMES', 'OWN_DATA', 'PRESETS', 'METHOD_NAMES', 'RespiratoryConfig',
@@ -253,11 +253,13 @@ def own_scores(y_true, y_pred) -> dict:
     y_pred = y_pred.argmax(1) if torch.is_tensor(y_pred) and y_pred.ndim > 1 else y_pred
     return dict(sp=float('nan'), se=float('nan'), score=100 * balanced_accuracy(y_true, y_pred), acc=100 * accuracy(y_true, y_pred))
 
-def _evaluator(x, y, classify, bs:int, val=None, score_fn=icbhi_scores):
-    "evaluate(model) for the Trainer: ICBHI Sp/Se/Score and loss of the test split (and of `val`=(x, y), if given)."
+def _evaluator(x, y, classify, bs:int, val=None, score_fn=icbhi_scores, names=None):
+    "evaluate(model) for the Trainer: ICBHI Sp/Se/Score and loss of the test split (and of `val`=(x, y), if given), and their confusion matrices for TensorBoard (class `names`)."
     def scores(m, x, y, split):
         logits = torch.cat([classify(m, xb) for xb in x.split(bs)]).float().cpu()
-        return {f'{split}_{k}': v for k, v in score_fn(y, logits.argmax(1)).items()} | {f'{split}_loss': F.cross_entropy(logits, y).item()}
+        pred = logits.argmax(1)
+        return ({f'{split}_{k}': v for k, v in score_fn(y, pred).items()} | {f'{split}_loss': F.cross_entropy(logits, y).item()}
+                | {f'{split}_confusion': Confusion(y, pred, names)})  # an image for TensorBoard, not a history column
     def evaluate(m): return scores(m, x, y, 'test') | (scores(m, *val, 'val') if val is not None else {})
     return evaluate
 
@@ -305,7 +307,7 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
     va = None
     if cfg.select == 'val': tr_, va = val_split(tr_, cfg.val_frac, cfg.seed)  # the same held-out patients for every run
     sel = f'{cfg.select}_score'
-    n_classes = len(data.get('classes', CLASS_NAMES))
+    names = list(data.get('classes', CLASS_NAMES)); n_classes = len(names)
     score_fn = own_scores if cfg.dataset.lower() in OWN_DATA else icbhi_scores
     model = build_model(cfg, n_meta=int(torch.cat([tr_['meta'], te['meta']]).max()) + 1, n_classes=n_classes)
     weights = class_weights(tr_['y'], n_classes)
@@ -318,7 +320,7 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
     prep = model_input(cfg)
     classify = lambda m, xb: m.classify(m.embed(prep(xb.to(next(m.parameters()).device))))
     val = None if va is None else (va['x'], va['y'])
-    trainer = Trainer(model, None, opt, sched, _evaluator(te['x'], te['y'], classify, cfg.bs, val, score_fn) if supervised else None,
+    trainer = Trainer(model, None, opt, sched, _evaluator(te['x'], te['y'], classify, cfg.bs, val, score_fn, names) if supervised else None,
                       monitor=sel if supervised else None, out_dir=rd/'stage1',
                       channels_last=cfg.channels_last, desc=f'{cfg.method} {cfg.backbone}', **common)
     trainer.step = make_step(cfg, weights, trainer.generator)
@@ -331,9 +333,10 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
     emb = {s: predict(model, _loader(x_, bs=cfg.bs), embed, device=trainer.device,
                       precision=seed_precision(cfg.amp), channels_last=cfg.channels_last)
            for s, x_ in split_x.items()}
+    trainer.log('test_embedding', Embedding(emb['test'], {'class': [names[i] for i in te['y'].tolist()], f'meta ({cfg.metalabel})': te['meta']}))  # TensorBoard's projector
     if not supervised:
         ev2 = _evaluator(emb['test'], te['y'], lambda m, eb: m(eb.to(next(m.parameters()).device)), cfg.bs,
-                         None if va is None else (emb['val'], va['y']), score_fn)
+                         None if va is None else (emb['val'], va['y']), score_fn, names)
         clf, h2 = linear_eval(emb['train'], tr_['y'], n_classes, ev2, sel, rd/'linear', cfg.lr2, cfg.wd, cfg.epochs2,
                               cfg.bs, None if cfg.noweights else weights, **common)
         y_pred = _best_predictions(clf, rd/'linear'/'best.pt', emb['test'], lambda m, eb: m(eb), cfg.bs)

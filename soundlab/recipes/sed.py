@@ -24,13 +24,13 @@ from ..models.sed import create_sed_model, published_checkpoint, estimate_input_
 from ..models.panns import ProjectionHead
 from ..losses import SupConLoss
 from ..metrics import balanced_accuracy, per_class_accuracy
-from ..train import Trainer, predict, load_checkpoint, save_checkpoint, update_table, seed_precision
+from ..train import Trainer, predict, load_checkpoint, save_checkpoint, update_table, seed_precision, Audio, Confusion, Embedding
 
 # %% auto #0
 __all__ = ['STAGES', 'PRESETS', 'SEDConfig', 'sed_config', 'stage_overrides', 'milestones', 'corpus_root', 'own_splits',
            'load_clips', 'PatchSet', 'clip_average', 'SimCLRNet', 'init_name', 'stage_dir', 'stage_key',
-           'build_encoder', 'make_views', 'pretrain_step', 'pretrain', 'lineval', 'finetune_step', 'finetune',
-           'table_row', 'run_sed']
+           'build_encoder', 'make_views', 'pretrain_step', 'view_audio', 'pretrain', 'lineval', 'finetune_step',
+           'finetune', 'table_row', 'run_sed']
 
 # %% ../../nbs/42_recipes.sed.ipynb #c006
 STAGES = ('pretrain', 'lineval', 'finetune')
@@ -218,8 +218,22 @@ def pretrain_step(cfg:SEDConfig, views:SimCLRViews, generator:torch.Generator, b
         v1, v2 = views(b['x'], generator, backgrounds, index)
         if cfg.view_passes not in (1, 2): raise ValueError(f'view_passes must be 1 or 2, got {cfg.view_passes}')
         z = (m(torch.cat([v1, v2])[:, None]) if cfg.view_passes == 1 else torch.cat([m(v1[:, None]), m(v2[:, None])])).float()
-        return {'loss': loss(torch.stack(z.chunk(2), 1))}
+        hear = Audio(torch.stack([v1[0], v2[0]]).detach(), SEDLogmel().config()['sample_rate'], lambda v: view_audio(v, views.mean, views.std))
+        return {'loss': loss(torch.stack(z.chunk(2), 1)), 'views': hear}  # TensorBoard plays the first clip's two views
     return step
+
+_PINV = {}
+def view_audio(v:torch.Tensor, # one view (frames, n_mels): SEDLogmel's log10 mel power, standardised
+               mean:float|None, std:float|None, # the standardisation of the views (None: none)
+               n_iter:int=16, # Griffin-Lim iterations
+              ) -> np.ndarray:
+    "A waveform that sounds like a view (mel power through the filterbank's pseudo-inverse, then Griffin-Lim): to hear the augmentations."
+    import librosa  # librosa's own mel_to_audio solves an NNLS per frame: ~1 min for a 1-s view, this ~0.2 s
+    c = SEDLogmel().config()
+    if 'fb' not in _PINV: _PINV['fb'] = np.linalg.pinv(librosa.filters.mel(sr=c['sample_rate'], n_fft=c['n_fft'], n_mels=c['n_mels'], fmin=c['f_min'], fmax=c['f_max'], norm=None))
+    s = v.detach().float().cpu().numpy().T * (1. if std is None else std) + (0. if mean is None else mean)
+    mag = np.sqrt(np.maximum(_PINV['fb'] @ np.maximum(10 ** s - c['eps'], 0), 0))
+    return librosa.griffinlim(mag, n_iter=n_iter, hop_length=c['hop_length'], win_length=c['win_length'], n_fft=c['n_fft'], window='hamming', random_state=0)
 
 # %% ../../nbs/42_recipes.sed.ipynb #c025
 class _Clips(Dataset):
@@ -277,14 +291,18 @@ def lineval(cfg:SEDConfig, data:dict, progress:bool=True) -> dict:
     score = lambda m, s: clip_average(m(feats[s].to(dev)).float().cpu(), sets[s].clip, len(data[s]['x']))
     opt = _sgd(clf.parameters(), cfg.lineval_lr, cfg); out = stage_dir(cfg, 'lineval')
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones(cfg.lineval_epochs, cfg.downstream_lr_steps), 0.1)
-    tr = Trainer(clf, lambda m, b: {'loss': F.cross_entropy(m(b[0]).float(), b[1])}, opt, sched,
-                 lambda m: {'val_bacc': _bacc(data['val']['y'], score(m, 'val'))}, 'val_bacc', out_dir=out,
+    names = list(data.get('classes', CLASSES))
+    def evaluate(m):
+        p = score(m, 'val'); return {'val_bacc': _bacc(data['val']['y'], p), 'val_confusion': Confusion(data['val']['y'], p, names)}
+    tr = Trainer(clf, lambda m, b: {'loss': F.cross_entropy(m(b[0]).float(), b[1])}, opt, sched, evaluate, 'val_bacc', out_dir=out,
                  desc=f'lineval {init_name(cfg)}', **_common(cfg, progress, 'lineval'))
     ytr = data['train']['y'][sets['train'].clip]
     hist = tr.fit(tr.loader(TensorDataset(feats['train'], ytr), cfg.lineval_bs), cfg.lineval_epochs)
     clf.load_state_dict(load_checkpoint(out/'best.pt')['model']); clf.eval()
     with torch.no_grad(): probs = score(clf, 'test')
-    return _result('lineval', cfg, hist, data['test']['y'], probs, clip_average(emb['test'], sets['test'].clip, softmax=False), out)
+    clip_emb = clip_average(emb['test'], sets['test'].clip, softmax=False)
+    tr.log('test_embedding', Embedding(clip_emb, {'class': [names[i] for i in data['test']['y'].tolist()], 'id': data['test']['ids']}))  # the encoder's, per clip
+    return _result('lineval', cfg, hist, data['test']['y'], probs, clip_emb, out)
 
 # %% ../../nbs/42_recipes.sed.ipynb #c031
 def finetune_step(cfg:SEDConfig, norm:tuple, generator:torch.Generator):
@@ -306,7 +324,9 @@ def finetune(cfg:SEDConfig, data:dict, progress:bool=True) -> dict:
     sets = {s: PatchSet(data[s]['x'], cfg.patch_len, cfg.patch_hop) for s in ('val', 'test')}
     opt = _sgd(model.parameters(), cfg.finetune_lr, cfg); out = stage_dir(cfg, 'finetune')
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones(cfg.finetune_epochs, cfg.downstream_lr_steps), 0.1)
-    evaluate = lambda m: {'val_bacc': _bacc(data['val']['y'], _clip_probs(m, sets['val'], len(data['val']['x']), norm, cfg, dev))}
+    def evaluate(m):
+        p = _clip_probs(m, sets['val'], len(data['val']['x']), norm, cfg, dev)
+        return {'val_bacc': _bacc(data['val']['y'], p), 'val_confusion': Confusion(data['val']['y'], p, list(data.get('classes', CLASSES)))}
     tr = Trainer(model, None, opt, sched, evaluate, 'val_bacc', out_dir=out, desc=f'finetune {init_name(cfg)}', **_common(cfg, progress, 'finetune'))
     tr.step = finetune_step(cfg, norm, tr.generator)
     hist = tr.fit(tr.loader(_Clips(data['train']), cfg.finetune_bs, collate_fn=collate_clips), cfg.finetune_epochs)
