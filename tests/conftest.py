@@ -60,7 +60,7 @@ def check_close(what:str, # what is compared, one line (goes into the test-kinds
     if os.environ.get('SOUNDLAB_TEST_DELTAS'):
         test = os.environ.get('PYTEST_CURRENT_TEST', '?').rsplit(' (', 1)[0]
         with open(os.environ['SOUNDLAB_TEST_DELTAS'], 'a') as f:
-            per = lambda t: float(t) if np.ndim(t) == 0 else f'per element, {float(np.min(t)):.3g}..{float(np.max(t)):.3g}'
+            per = lambda t: float(t) if np.ndim(t) == 0 else f'per element, {_f64(t).min():.3g}..{_f64(t).max():.3g}'
             f.write(json.dumps(dict(test=test, what=what, max_abs=max_abs, tol=tol, atol=per(atol), rtol=per(rtol), share=worst)) + '\n')
     assert worst <= 1, (f'{what}: max |diff| {max_abs:.3g}; the worst element is {worst:.3g}x its tolerance '
                         f'(atol + rtol x |expected| = {tol:.3g} there)')
