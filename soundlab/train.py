@@ -71,7 +71,7 @@ class Trainer:
                  scheduler=None, # stepped once per epoch
                  evaluate:Callable|None=None, # evaluate(model) -> dict of metrics, each epoch, in eval mode
                  monitor:str|None=None, # metric of `evaluate` that selects best.pt
-                 mode:str='max', # whether a larger or smaller `monitor` is better
+                 mode:str='max', # 'max' / 'min': a larger / smaller `monitor` is better (first best kept); 'max_last' / 'min_last': ties too
                  out_dir=None, # where history.csv, last.pt, best.pt go (None: nothing written)
                  device='auto', # 'auto', 'cpu', 'cuda', ...
                  amp:bool=True, # autocast to bf16/fp16 where the device supports it natively (precision None only)
@@ -151,7 +151,8 @@ Trainer.autocast = autocast
 def _is_better(self:Trainer, value) -> bool:
     if value is None or (isinstance(value, float) and math.isnan(value)): return False
     if self.best is None: return True
-    return value > self.best if self.mode == 'max' else value < self.best
+    if self.mode.endswith('_last') and value == self.best: return True  # a tie counts too: the last best epoch is kept
+    return value > self.best if self.mode.startswith('max') else value < self.best
 Trainer._is_better = _is_better
 
 # %% ../nbs/40_train.ipynb #c016
