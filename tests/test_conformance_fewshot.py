@@ -115,7 +115,9 @@ def test_spec_views_equal_the_seed():
     from soundlab.models.fewshot import time_warp, band_mask, SpecViews
     sp = EXP['specaug_params']
     x = randn(9, 2, 1, 128, 90)[:, 0]; torch.manual_seed(0); y = time_warp(x, sp['W'], torch.Generator().manual_seed(21))
-    close('views_warp', y, 2 * 2 * 90 * U * float(x.abs().max()))  # linear weights from float32 positions (<= 90 frames: <= 90 u each), 2 taps, 2 sides
+    # linear weights from float32 positions (<= 90 frames): 3 operations (scale, shift, floor's remainder) of <= 90 u
+    # each, 2 taps, 2 sides
+    close('views_warp', y, 2 * 2 * 3 * 90 * U * float(x.abs().max()))
     for name, dim in (('time', -1), ('freq', -2)):
         got = band_mask(torch.ones(1, 128, 90), dim, 0, 2, 0., draws=REF[f'views_{name}_draws'].tolist())[0] == 0
         assert torch.equal(got, torch.as_tensor(REF[f'views_{name}_mask'])), name

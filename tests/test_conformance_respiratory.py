@@ -61,11 +61,12 @@ def adam_step_tolerance(model, before:torch.Tensor, lr:float, wd:float, rho:floa
     +-lr wherever |g| >> eps, so a gradient error d moves it by 2 eps d / (|g| - d + eps)^2; where |g| <= d (a gradient
     that is 0 up to rounding) it can take any value in [-lr, lr], a sign flip included: `free`. d = rho max|g| of the
     parameter's tensor (0 where the gradient is exactly 0). Floor: each side rounds w_after and the update and reads
-    the update back as (w_after - w_before) / lr in float32: <= 2 ulp(|w| + 2 lr) a side, ulp(v) <= 2 u |v|."""
+    the update back as (w_after - w_before) / lr in float32, w_before itself a few ulps off where the fills differ:
+    <= 6 ulp(|w| + 2 lr) a side, ulp(v) <= 2 u |v|."""
     tol, free, i = [], [], 0
     for p in model.parameters():
         w0 = before[i:i + p.numel()].reshape(p.shape).double(); i += p.numel()
-        floor = 2 * 2 * 2 * U * (torch.maximum(w0.abs(), p.detach().double().abs()) + 2 * lr) / lr
+        floor = 2 * 6 * 2 * U * (torch.maximum(w0.abs(), p.detach().double().abs()) + 2 * lr) / lr
         g = (p.grad.double() if p.grad is not None else torch.zeros_like(w0)) + wd * w0  # no grad: unused, not updated
         # an exact 0 gradient (a unit or input nothing reached) has no terms to round: 0 on every kernel
         d = torch.where(p.grad.double() != 0, rho * g.abs().max(), 0.) if p.grad is not None else torch.zeros_like(g)
@@ -220,7 +221,9 @@ def test_step_equals_seed(method, kind):
     check_close('loss', loss, float(pin[f'{key}_loss']), rtol=RHO_FWD)
     tol, free = adam_step_tolerance(model, before, LR, WD, RHO_GRAD)  # in lr units: +-1 wherever the gradient is not ~0
     check_adam_step(delta, pin[f'{key}_delta_sub'], tol, free)
-    check_close('weight updates / lr, sum per tensor', _sums(model, delta), pin[f'{key}_delta_sums'], atol=_sums(model, tol))
+    # a sum over a whole tensor meets the tail of the rounding estimate (rho is 3 sigma of one reduction): 3 rho there
+    tol3, _ = adam_step_tolerance(model, before, LR, WD, 3 * RHO_GRAD)
+    check_close('weight updates / lr, sum per tensor', _sums(model, delta), pin[f'{key}_delta_sums'], atol=_sums(model, tol3))
     # running = 0.9 r0 + 0.1 batch statistic (mean / unbiased var over 8 x H x W): 0.1 x its relative rounding, both sides
     check_close('BatchNorm running mean / var', running, pin[f'{key}_running'], atol=0.1 * RHO_FWD * np.abs(pin[f'{key}_running']).max())
 

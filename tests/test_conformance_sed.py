@@ -62,7 +62,8 @@ def test_patches_and_mix_back_equal_the_seed():
         m = A.mix_back(x, back, torch.tensor([a, a], dtype=torch.float64)); v1.append(m[0]); v2.append(m[1])
     # soundlab in float64, the seed in float32: its ~4 roundings (level, product, sum, clip to the range) of values
     # |v| <= max|v| -- 8 u max|v|, whatever the kernel
-    tol = 8 * U * float(torch.cat(data).abs().max())
+    # + the clips themselves (torch.randn: a few ulps apart where ATen's fill kernels differ): 8 u more
+    tol = (8 + 8) * U * float(torch.cat(data).abs().max())
     maxdiff('mix_view1', torch.stack(v1), tol); maxdiff('mix_view2', torch.stack(v2), tol)
 
 def test_patch_starts_differ_by_one_position():
