@@ -12,10 +12,11 @@ from torch import nn
 import timm
 from timm.layers import trunc_normal_
 from ..core import SoundlabError, UnsafeFileError, data_dir, load_torch_file
+from ..features import FbankNorm
 
 # %% auto #0
-__all__ = ['AST_SIZES', 'PATCH', 'AUDIOSET_FILE', 'ast_grid', 'MissingWeightsError', 'pretrained_dir', 'imagenet_file',
-           'ASTModel', 'adapt_pos_embed', 'checkpoint_filter_fn', 'load_ast_weights']
+__all__ = ['AST_SIZES', 'PATCH', 'AUDIOSET_FILE', 'AST_NORM', 'ast_grid', 'MissingWeightsError', 'pretrained_dir',
+           'imagenet_file', 'ASTModel', 'adapt_pos_embed', 'checkpoint_filter_fn', 'load_ast_weights']
 
 # %% ../../nbs/23_models.ast.ipynb #c006
 AST_SIZES = {'tiny224': 'deit_tiny_distilled_patch16_224', 'small224': 'deit_small_distilled_patch16_224',
@@ -55,6 +56,10 @@ def _weights_path(arg, default:Path, argname:str, what:str) -> Path|None:
                                   f'holding it, or pass its path as {argname}=...); {argname}=False trains from scratch. '
                                   'soundlab never downloads weights.')
     return p
+
+# %% ../../nbs/23_models.ast.ipynb #an01
+AST_NORM = FbankNorm(-4.2677393, 4.5689974, 2.)  # AST's dataloader: (x - mean) / (2 * std), AudioSet's fbank statistics
+
 
 # %% ../../nbs/23_models.ast.ipynb #c014
 class ASTModel(nn.Module):

@@ -12,11 +12,14 @@ import torch.nn.functional as F
 import timm
 from timm.models import adapt_input_conv
 from ..core import SoundlabError, load_torch_file
+from ..features import FbankNorm
+from .ast import MissingWeightsError, pretrained_dir
 
 # %% auto #0
-__all__ = ['IMAGE_SIZE', 'MODES', 'MIDDIM', 'MeanPooling', 'MHeadAttention', 'effnet_keys_to_timm', 'effnet_keys_to_pytorch',
-           'load_imagenet_weights', 'Conv2dStaticSame', 'make_static_same', 'EffNetAttention', 'load_psla_checkpoint',
-           'psla_config_of', 'psla_from_checkpoint', 'released_state_dict']
+__all__ = ['IMAGENET_URL', 'IMAGENET_FILES', 'PSLA_NORM', 'IMAGE_SIZE', 'MODES', 'MIDDIM', 'MeanPooling', 'MHeadAttention',
+           'effnet_keys_to_timm', 'effnet_keys_to_pytorch', 'load_imagenet_weights', 'imagenet_file',
+           'Conv2dStaticSame', 'make_static_same', 'EffNetAttention', 'load_psla_checkpoint', 'psla_config_of',
+           'psla_from_checkpoint', 'released_state_dict']
 
 # %% ../../nbs/24_models.psla.ipynb #c005
 def _init_layer(layer:nn.Linear):
@@ -116,6 +119,38 @@ def load_imagenet_weights(effnet:nn.Module, # a timm EfficientNet with one input
     except RuntimeError as e: raise SoundlabError(path, f'weights do not fit this EfficientNet: {str(e)[:300]}') from None
     return effnet
 
+# %% ../../nbs/24_models.psla.ipynb #pi01
+IMAGENET_URL = 'https://github.com/lukemelas/EfficientNet-PyTorch/releases/download/1.0/'  # efficientnet_pytorch's releases
+IMAGENET_FILES = {0: 'efficientnet-b0-355c32eb.pth', 1: 'efficientnet-b1-f1951068.pth', 2: 'efficientnet-b2-8bb594d6.pth',
+                  3: 'efficientnet-b3-5fb5a3c3.pth', 4: 'efficientnet-b4-6ed6700e.pth', 5: 'efficientnet-b5-b6417697.pth',
+                  6: 'efficientnet-b6-c76e70fd.pth', 7: 'efficientnet-b7-dcc49843.pth'}  # what the seed's from_pretrained loads
+
+def imagenet_file(pretrain, # '', None or False (from scratch), a path, or a name: 'imagenet' / 'effnet_b<b>-imagenet'
+                  b:int, # the EfficientNet variant
+                 ) -> Path|None:
+    "The ImageNet weights file of EfficientNet-B`b` that `pretrain` names (None: from scratch)."
+    if pretrain is None or pretrain is False or pretrain == '': return None
+    name = 'imagenet' if pretrain is True else str(pretrain)
+    cat, p = f'effnet_b{b}-imagenet', Path(name).expanduser()
+    if p.is_file(): return p
+    if name not in ('imagenet', cat):
+        raise MissingWeightsError(p, f'no such ImageNet weight file for EfficientNet-B{b} (pretrain= takes a path, '
+                                     f"'imagenet' or {cat!r}; '' trains from scratch)")
+    try: from soundlab import hub  # the catalogue of released files (issue 25), where installed
+    except ImportError: hub = None
+    if hub is not None: return Path(hub.resolve(name, model=f'effnet_b{b}'))
+    d = pretrained_dir()
+    for f in (d/f'{cat}.pth', d/IMAGENET_FILES[b]):
+        if f.is_file(): return f
+    raise MissingWeightsError(d/IMAGENET_FILES[b], f"ImageNet weights of EfficientNet-B{b} ({cat!r}, the seed's initialisation) not "
+                              f'found: download {IMAGENET_URL}{IMAGENET_FILES[b]} into {d} (or set $SOUNDLAB_PRETRAINED to the folder '
+                              f"holding it, or pass its path as pretrain=...); pretrain='' trains from scratch (the seed did not).")
+
+
+# %% ../../nbs/24_models.psla.ipynb #pn01
+PSLA_NORM = FbankNorm(-4.6476, 4.5699, 1.)  # PSLA's dataloader: (x - mean) / std, its run.sh statistics
+
+
 # %% ../../nbs/24_models.psla.ipynb #p004
 IMAGE_SIZE = {0: 224, 1: 240, 2: 260, 3: 300, 4: 380, 5: 456, 6: 528, 7: 600}  # efficientnet_pytorch's image size per variant
 MODES = ('reference', 'timm')
@@ -153,7 +188,7 @@ class EffNetAttention(nn.Module):
     "PSLA's tagger: EfficientNet-B`b` on the fbank, frequency pooled, attention pooling over time -> probabilities."
     def __init__(self, label_dim:int=527, # classes
                  b:int=2, # EfficientNet variant 0..7
-                 pretrain=None, # None/False: random init; a path: ImageNet weights file (see `load_imagenet_weights`)
+                 pretrain=None, # None/False/'': random init; a path, 'imagenet' or 'effnet_b<b>-imagenet' (see `imagenet_file`)
                  head_num:int=4, # 0 mean pooling, 1 single-head attention, >1 multi-head attention
                  arch:str='tf_efficientnet_b{b}', # timm model name template
                  mode:str='reference', # 'reference': compute and train as the seed's model; 'timm': timm's padding/defaults
@@ -171,7 +206,7 @@ class EffNetAttention(nn.Module):
             for m in self.effnet.modules():
                 if isinstance(m, (nn.Conv2d, nn.BatchNorm2d)): m.reset_parameters()  # PyTorch's default init, as the seed's
                 if isinstance(m, nn.BatchNorm2d): m.momentum, m.eps = 0.01, 1e-3
-        if pretrain: load_imagenet_weights(self.effnet, pretrain, stem='fresh' if ref else 'sum')
+        if (f := imagenet_file(pretrain, b)) is not None: load_imagenet_weights(self.effnet, f, stem='fresh' if ref else 'sum')
         self.embed_dim = self.effnet.num_features
         self.attention = MeanPooling(self.embed_dim, label_dim) if head_num == 0 else MHeadAttention(self.embed_dim, label_dim, head_num)
         if ref and head_num > 1: self.attention.att.reset_parameters(); self.attention.cla.reset_parameters()
