@@ -41,7 +41,7 @@ def _frontend_of_tagger(model) -> nn.Module:
         s, l = model.spectrogram_extractor.config(), model.logmel_extractor.config()
         return features.PannsLogmel(l['sr'], s['n_fft'], s['hop_length'] or s['n_fft'] // 4, l['n_mels'], l['fmin'], l['fmax'])
     d = tagger_defaults(model)
-    return WindowInput(d['sample_rate'], d['input'], model_frames(model), norm_mean=d['norm'][0], norm_std=d['norm'][1]).frontend
+    return WindowInput(d['sample_rate'], d['input'], model_frames(model), norm=d['norm']).frontend
 
 def onnx_parts(model:nn.Module, # a registry model, an `EmbedHead`, or a model `load_tagger` returned
                frames:int|None=None, # fixed-time families: frames of the graph (default: the model's, or 5 s of audio)
@@ -113,7 +113,7 @@ def export_onnx(model:nn.Module, # a registry model, `EmbedHead`, or a `load_tag
     fe_cfg = p['frontend'].config()
     with torch.no_grad(): n_out = None if p['output'] == 'embedding' else p['net'](p['example'][:1]).shape[-1]
     meta = {'soundlab.input': dict(sample_rate=fe_cfg.get('sample_rate', fe_cfg.get('sr')), frontend=fe_cfg,
-                                   normalisation=dict(mean=fe_cfg.get('mean'), std=fe_cfg.get('std'),
+                                   normalisation=dict(mean=fe_cfg.get('mean'), std=fe_cfg.get('std'), scale=fe_cfg.get('scale'),
                                                       rule=(type(p['frontend']).__doc__ or '').strip()),
                                    shape=['batch', *[('time' if i + 1 == p['time_axis'] else d) for i, d in enumerate(p['example'].shape[1:])]],
                                    time_axis=p['time_axis'], frames_axis=p['frames_axis'], frames=p['frames'], window_frames=p['window_frames']),
@@ -197,7 +197,7 @@ class OnnxModel(nn.Module):
         window = (self.input_tdim * hop / 1000 if hop else None) if self.input_tdim else None
         if window is None and self.frames:  # other fixed-time front ends: the frames' duration
             window = self.frames * (fe.get('hop_length') or 256) / self.sample_rate
-        return dict(sample_rate=self.sample_rate, input='waveform', norm=(None, None), activation=self.meta['output']['activation'],
+        return dict(sample_rate=self.sample_rate, input='waveform', norm=None, activation=self.meta['output']['activation'],
                     labels=self.labels, window=window)  # norm: the front end's own (waveforms in)
 
 # %% ../nbs/51_export.ipynb #x024

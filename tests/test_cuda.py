@@ -226,7 +226,7 @@ def test_device_fbank_equals_cache(tmp_path, shared_data, monkeypatch):
     monkeypatch.setenv('SOUNDLAB_DATA', str(shared_data))
     cfg = ast_config('smoke', 'esc50')
     recs = [r for k in range(1, 6) for r in task_splits(cfg)[f'fold{k}']][:12]
-    kw = dict(records=recs, n_classes=50, target_length=cfg.target_length, train=False, norm_mean=None)
+    kw = dict(records=recs, n_classes=50, target_length=cfg.target_length, train=False, norm=None)
     cache = TaggingDataset(**kw, features='cache', cache=tmp_path / 'cache'); cache.prepare(progress=False)
     dev = TaggingDataset(**kw, features='device')
     b = next(iter(DataLoader(dev, batch_size=len(recs))))

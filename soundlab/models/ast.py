@@ -13,9 +13,10 @@ import timm
 from timm.layers import trunc_normal_
 from ..core import SoundlabError, UnsafeFileError, load_torch_file
 from ..hub import CATALOGUE, HubError, MissingWeightsError, cached, pretrained_dir, resolve
+from ..features import FbankNorm
 
 # %% auto #0
-__all__ = ['AST_SIZES', 'PATCH', 'AUDIOSET_FILE', 'ast_grid', 'imagenet_file', 'ASTModel', 'adapt_pos_embed',
+__all__ = ['AST_SIZES', 'PATCH', 'AUDIOSET_FILE', 'AST_NORM', 'ast_grid', 'imagenet_file', 'ASTModel', 'adapt_pos_embed',
            'checkpoint_filter_fn', 'load_ast_weights']
 
 # %% ../../nbs/23_models.ast.ipynb #c006
@@ -46,6 +47,10 @@ def _weights_file(arg, # False/None/'' (none), True (the catalogue's `<model>-<t
     if arg is None or arg is False or arg == '': return None
     try: return resolve(tag if arg is True else arg, model=model)
     except HubError as e: raise type(e)(e.path, f'{e.problem}\n({argname}=False trains from scratch)') from None
+
+# %% ../../nbs/23_models.ast.ipynb #an01
+AST_NORM = FbankNorm(-4.2677393, 4.5689974, 2.)  # AST's dataloader: (x - mean) / (2 * std), AudioSet's fbank statistics
+
 
 # %% ../../nbs/23_models.ast.ipynb #c014
 class ASTModel(nn.Module):

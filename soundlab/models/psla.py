@@ -13,11 +13,13 @@ import timm
 from timm.models import adapt_input_conv
 from ..core import SoundlabError, load_torch_file
 from ..hub import HubError, resolve
+from ..features import FbankNorm
 
 # %% auto #0
-__all__ = ['IMAGE_SIZE', 'MODES', 'MIDDIM', 'MeanPooling', 'MHeadAttention', 'effnet_keys_to_timm', 'effnet_keys_to_pytorch',
-           'load_imagenet_weights', 'imagenet_weights', 'Conv2dStaticSame', 'make_static_same', 'EffNetAttention',
-           'load_psla_checkpoint', 'psla_config_of', 'psla_from_checkpoint', 'released_state_dict']
+__all__ = ['PSLA_NORM', 'IMAGE_SIZE', 'MODES', 'MIDDIM', 'MeanPooling', 'MHeadAttention', 'effnet_keys_to_timm',
+           'effnet_keys_to_pytorch', 'load_imagenet_weights', 'imagenet_weights', 'Conv2dStaticSame',
+           'make_static_same', 'EffNetAttention', 'load_psla_checkpoint', 'psla_config_of', 'psla_from_checkpoint',
+           'released_state_dict']
 
 # %% ../../nbs/24_models.psla.ipynb #c005
 def _init_layer(layer:nn.Linear):
@@ -122,6 +124,10 @@ def imagenet_weights(pretrain, # None/False/'' (none), True or 'imagenet' (the c
     "The ImageNet weights file `EffNetAttention(pretrain=...)` stands for, through `hub.resolve` (cached copy, else download)."
     try: return resolve('imagenet' if pretrain is True else pretrain, model=f'effnet_b{b}')
     except HubError as e: raise type(e)(e.path, f'{e.problem}\n(pretrain=None trains from scratch)') from None
+
+# %% ../../nbs/24_models.psla.ipynb #pn01
+PSLA_NORM = FbankNorm(-4.6476, 4.5699, 1.)  # PSLA's dataloader: (x - mean) / std, its run.sh statistics
+
 
 # %% ../../nbs/24_models.psla.ipynb #p004
 IMAGE_SIZE = {0: 224, 1: 240, 2: 260, 3: 300, 4: 380, 5: 456, 6: 528, 7: 600}  # efficientnet_pytorch's image size per variant

@@ -145,7 +145,7 @@ def _ast(size, n_classes=None, fstride:int=10, tstride:int=10, input_fdim:int=12
     net = ast.ASTModel(label_dim=n_classes or 1, fstride=fstride, tstride=tstride, input_fdim=input_fdim,
                        input_tdim=input_tdim, model_size=size, **kw)
     spec = InputSpec('KaldiFbank', (input_tdim, input_fdim), 'tf',
-                     dict(sample_rate=sample_rate, num_mel_bins=input_fdim, target_length=input_tdim))
+                     dict(sample_rate=sample_rate, num_mel_bins=input_fdim, target_length=input_tdim, **ast.AST_NORM.kw))  # AST's input rule
     return ASTRegModel(f'ast_{size}', net, net.embed_dim, spec, n_classes)
 
 @register_model(family='ast')
@@ -182,7 +182,7 @@ def _imagenet_only(path) -> bool:
 def _effnet(b, n_classes=None, head_num:int=4, mode:str='reference', imagenet=None, input_fdim:int=128,
             sample_rate:int=16000, **kw):
     net = psla.EffNetAttention(label_dim=n_classes or 527, b=b, pretrain=imagenet, head_num=head_num, mode=mode, **kw)
-    spec = InputSpec('KaldiFbank', (None, input_fdim), 'tf', dict(sample_rate=sample_rate, num_mel_bins=input_fdim))
+    spec = InputSpec('KaldiFbank', (None, input_fdim), 'tf', dict(sample_rate=sample_rate, num_mel_bins=input_fdim, **psla.PSLA_NORM.kw))  # PSLA's input rule
     return PSLARegModel(f'effnet_b{b}', net, net.embed_dim, spec, n_classes)
 
 def _effnet_variant(b):
