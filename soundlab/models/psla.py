@@ -123,7 +123,7 @@ def imagenet_weights(pretrain, # None/False/'' (none), True or 'imagenet' (the c
                      b:int) -> Path|None:
     "The ImageNet weights file `EffNetAttention(pretrain=...)` stands for, through `hub.resolve` (cached copy, else download)."
     try: return resolve('imagenet' if pretrain is True else pretrain, model=f'effnet_b{b}')
-    except HubError as e: raise type(e)(e.path, f'{e.problem}\n(pretrain=None trains from scratch)') from None
+    except HubError as e: raise type(e)(e.path, f"{e.problem}\n(pretrain='' or None trains from scratch)") from None
 
 # %% ../../nbs/24_models.psla.ipynb #pn01
 PSLA_NORM = FbankNorm(-4.6476, 4.5699, 1.)  # PSLA's dataloader: (x - mean) / std, its run.sh statistics
