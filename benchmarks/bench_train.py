@@ -287,11 +287,14 @@ def _trainer(model, step, opt, device, precision, channels_last=False):
 def _gen(seed): return torch.Generator().manual_seed(seed)
 
 # ---- the five recipes: config at the seed's size (`small`: a tiny one for the CPU dry run), model, batch, step ------
+# timing needs neither a real corpus nor a released weights file: the paper presets on the synthetic corpora, from random
+# weights (the same networks and step; paper presets otherwise stop without data_root or without their weights file)
+SYNTH = dict(allow_synthetic=True)
 
 def respiratory_setup(small=False):
     "Seed 000: CNN6 on 8-s cycles (16 kHz), batch 128, cross-entropy (the `paper` preset with method='sl')."
     from soundlab.recipes.respiratory import respiratory_config
-    return respiratory_config('paper', method='sl', **(dict(bs=2, duration=1.) if small else {}))
+    return respiratory_config('paper', method='sl', scratch=True, lr=1e-4, **SYNTH, **(dict(bs=2, duration=1.) if small else {}))
 
 def _respiratory(setup, device, precision, small):
     from soundlab.recipes.respiratory import build_model, make_step
@@ -324,7 +327,7 @@ def ast_setup(small=False):
     "Seed 003 on ESC-50: AST base384 (strides 10), 512 frames x 128 bins, 50 classes, batch 48 (the `paper` preset)."
     from soundlab.recipes.ast import ast_config
     kw = dict(model_size='tiny224', fstride=16, tstride=16, target_length=32, num_mel_bins=32, bs=2) if small else {}
-    return ast_config('paper', 'esc50', imagenet_pretrain=False, audioset_pretrain=False, **kw)
+    return ast_config('paper', 'esc50', imagenet_pretrain=False, audioset_pretrain=False, **SYNTH, **kw)
 
 def _ast(setup, device, precision, small):
     from soundlab.recipes.ast import build_model, make_optimizer, make_step
@@ -348,7 +351,7 @@ def _ast(setup, device, precision, small):
 def psla_setup(small=False):
     "Seed 004 on FSD50K: EfficientNet-B2 + 4 attention heads (reference mode), 3000 frames x 128 bins, 200 classes, batch 24."
     from soundlab.recipes.psla import psla_config
-    return psla_config('paper', **(dict(b=0, head_num=2, target_length=32, bs=2) if small else {}))
+    return psla_config('paper', pretrain='', **SYNTH, **(dict(b=0, head_num=2, target_length=32, bs=2) if small else {}))
 
 def _psla(setup, device, precision, small):
     from soundlab.recipes.psla import psla_step, bce
@@ -373,7 +376,7 @@ def fewshot_setup(small=False):
     "Seed 002: Hybrid (CNN + RNN) encoder, 4 SpecAugment views + attention, projection, CPL; one 5-way 5-shot 5-query episode of 128 x 157 spectrograms."
     from soundlab.recipes.fewshot import fewshot_config
     kw = dict(scenario='protonet+aug+contrastive', contrastive='cpl')  # the full method: views, attention, projection, CPL
-    return fewshot_config('paper', **kw, **(dict(n_way=2, n_shot=1, n_query=1, encoder_pool='adaptive') if small else {}))
+    return fewshot_config('paper', **kw, **SYNTH, **(dict(n_way=2, n_shot=1, n_query=1, encoder_pool='adaptive') if small else {}))
 
 def _fewshot_parts(small):
     from soundlab.recipes.fewshot import experiment
@@ -409,7 +412,7 @@ def _fewshot(setup, device, precision, small):
 def sed_setup(small=False):
     "Seed 001: SimCLR pre-training of its ResNet-18 on FSDnoisy18k, batch 128, two 101 x 96 TF-patch views (the `paper` preset)."
     from soundlab.recipes.sed import sed_config
-    return sed_config('paper', **(dict(arch='vgglike', bs=3, proj_hidden=16, proj_dim=16) if small else {}))
+    return sed_config('paper', **SYNTH, **(dict(arch='vgglike', bs=3, proj_hidden=16, proj_dim=16) if small else {}))
 
 def _sed_net(cfg):
     from soundlab.recipes.sed import SimCLRNet

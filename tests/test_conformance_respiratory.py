@@ -198,7 +198,9 @@ def soundlab_step(method:str, kind:str, one_pass:bool):
     from soundlab.losses import class_weights
     from soundlab.train import Trainer
     model, x, y, meta, views = step_inputs()
-    cfg = respiratory_config('paper', method=method, lr=LR, wd=WD, views_in_one_pass=one_pass, amp=False, channels_last=False)
+    # per_clip=True: x is already the model's input (standardised log-mels), not dB to be scaled over the batch
+    cfg = respiratory_config('paper', method=method, lr=LR, wd=WD, views_in_one_pass=one_pass, amp=False, channels_last=False,
+                             per_clip=True)
     weights = class_weights(torch.repeat_interleave(torch.arange(4), torch.tensor(SEED_CLASS_COUNTS)), 4)
     step = make_step(cfg, weights, None, augment=fixed_views(views) if kind == 'views' else (lambda v: v))
     before = param_vector(model)
