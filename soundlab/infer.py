@@ -146,8 +146,13 @@ def tag(path, # an audio file of any length
     starts, rows, batch = [], [], []
     def flush():
         rows.append(_scores(model, torch.stack(batch).to(dev), activation).cpu().numpy()); batch.clear()
-    for s, x in tqdm(stream_windows(path, window, hop, pad=input == 'waveform'), total=n_win, desc=f'tag {path.name}', unit='win', disable=not progress):
-        starts.append(s); batch.append(prep(x, info.sample_rate))
+    # a short last window: zero samples for a waveform model; a model with its own Kaldi fbank (an ONNX file) pads
+    # in frames, as the fbank path does
+    pad = input == 'waveform' and not isinstance(getattr(model, 'frontend', None), KaldiFbank)
+    for s, x in tqdm(stream_windows(path, window, hop, pad=pad), total=n_win, desc=f'tag {path.name}', unit='win', disable=not progress):
+        starts.append(s); item = prep(x, info.sample_rate)
+        if batch and item.shape != batch[0].shape: flush()  # a shorter last window (unpadded samples) scores on its own
+        batch.append(item)
         if len(batch) == batch_size: flush()
     if batch: flush()
     S = np.concatenate(rows); names = _names(labels, S.shape[1])
