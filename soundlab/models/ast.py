@@ -16,8 +16,8 @@ from ..hub import CATALOGUE, HubError, MissingWeightsError, cached, pretrained_d
 from ..features import FbankNorm
 
 # %% auto #0
-__all__ = ['AST_SIZES', 'PATCH', 'AUDIOSET_FILE', 'AST_NORM', 'ast_grid', 'imagenet_file', 'ASTModel', 'adapt_pos_embed',
-           'checkpoint_filter_fn', 'load_ast_weights']
+__all__ = ['AST_SIZES', 'PATCH', 'AUDIOSET_FILE', 'AST_NORM', 'ast_grid', 'imagenet_file', 'pretrained_file', 'ASTModel',
+           'adapt_pos_embed', 'checkpoint_filter_fn', 'load_ast_weights']
 
 # %% ../../nbs/23_models.ast.ipynb #c006
 AST_SIZES = {'tiny224': 'deit_tiny_distilled_patch16_224', 'small224': 'deit_small_distilled_patch16_224',
@@ -47,6 +47,12 @@ def _weights_file(arg, # False/None/'' (none), True (the catalogue's `<model>-<t
     if arg is None or arg is False or arg == '': return None
     try: return resolve(tag if arg is True else arg, model=model)
     except HubError as e: raise type(e)(e.path, f'{e.problem}\n({argname}=False trains from scratch)') from None
+
+def pretrained_file(model_size:str, imagenet_pretrain, audioset_pretrain) -> Path|None:
+    "What `ASTModel` loads: the AudioSet model (with its ImageNet initialisation), else the ImageNet DeiT, else None."
+    name = f'ast_{model_size}'
+    p = _weights_file(audioset_pretrain, 'audioset', name, 'audioset_pretrain')
+    return p if p is not None else _weights_file(imagenet_pretrain, 'imagenet', name, 'imagenet_pretrain')
 
 # %% ../../nbs/23_models.ast.ipynb #an01
 AST_NORM = FbankNorm(-4.2677393, 4.5689974, 2.)  # AST's dataloader: (x - mean) / (2 * std), AudioSet's fbank statistics
@@ -89,10 +95,7 @@ def _set_fused_attn(self:ASTModel, on:bool=True):
 
 def _load_pretrained(self:ASTModel, imagenet_pretrain, audioset_pretrain, src_grid=None):
     "Load the weights the constructor was asked for (the AudioSet model includes its ImageNet initialisation)."
-    name = f'ast_{self.model_size}'
-    p = _weights_file(audioset_pretrain, 'audioset', name, 'audioset_pretrain')
-    if p is None: p = _weights_file(imagenet_pretrain, 'imagenet', name, 'imagenet_pretrain')
-    if p is not None: load_ast_weights(self, p, src_grid)
+    if (p := pretrained_file(self.model_size, imagenet_pretrain, audioset_pretrain)) is not None: load_ast_weights(self, p, src_grid)
 ASTModel.set_fused_attn, ASTModel._load_pretrained = _set_fused_attn, _load_pretrained
 
 # %% ../../nbs/23_models.ast.ipynb #c018

@@ -21,7 +21,7 @@ from ..data.tagging import TaggingDataset, fbank_stats, sample_weights
 from ..data.vocalsound import prepare_vocalsound, VS_CLASSES
 from ..data.esc50 import prepare_esc50, esc50_classes
 from ..data.speechcommands import prepare_speechcommands, SC_CLASSES
-from ..models.ast import ASTModel, AST_NORM, _weights_file
+from ..models.ast import ASTModel, AST_NORM, pretrained_file
 from ..models.psla import PSLA_NORM, imagenet_weights
 from ..metrics import accuracy, mean_auc, confusion_df
 from ..train import Trainer, predict, load_checkpoint, seed_precision, Confusion, Embedding
@@ -200,9 +200,7 @@ def build_model(cfg:ASTConfig, n_classes:int) -> torch.nn.Module:
 def check_weights(cfg:ASTConfig) -> None:
     "Stop before any data is read if a weights file `cfg` asks for cannot be had (the hub's error names its URLs and path)."
     if cfg.model == 'psla': imagenet_weights(cfg.imagenet_pretrain, cfg.effnet_b); return
-    name = f'ast_{cfg.model_size}'  # as ASTModel resolves them: the AudioSet file, else the ImageNet DeiT
-    if _weights_file(cfg.audioset_pretrain, 'audioset', name, 'audioset_pretrain') is None:
-        _weights_file(cfg.imagenet_pretrain, 'imagenet', name, 'imagenet_pretrain')
+    pretrained_file(cfg.model_size, cfg.imagenet_pretrain, cfg.audioset_pretrain)  # what ASTModel will load
 
 def logits(cfg:ASTConfig, model, x:torch.Tensor) -> torch.Tensor:
     "Raw logits of `model` on a batch (PSLA's model outputs probabilities: their logit)."

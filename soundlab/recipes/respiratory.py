@@ -21,6 +21,7 @@ from ..data.sprsound import SPRSound, prepare_sprsound, CLASSES as SPRS_CLASSES
 from .. import dist
 from ..models.panns import create_backbone, RespiratoryNet, LinearClassifier
 from ..models.registry import create_model, model_family, InputSpec
+from ..hub import resolve
 from ..patchmix import patchmix_net, patchmix_step
 from ..losses import SupConLoss, class_weights
 from ..metrics import icbhi_scores
@@ -232,10 +233,7 @@ def load_cycles(cfg:RespiratoryConfig, progress:bool=True) -> dict:
 def weights_file(cfg:RespiratoryConfig) -> Path|None:
     "The weights file of `cfg` (None: from scratch): `weights_path` as a file, else a catalogue name / tag through `soundlab.hub`."
     if cfg.scratch: return None
-    p = Path(cfg.weights_path).expanduser()
-    if p.is_file(): return p
-    from soundlab import hub  # the catalogue: cached, else downloaded; offline, one error naming every URL and the path
-    return Path(hub.resolve(cfg.weights_path, model=cfg.backbone))
+    return resolve(cfg.weights_path, model=cfg.backbone)  # a file, else cached or downloaded; offline: one error naming URLs and path
 
 def build_model(cfg:RespiratoryConfig, n_meta:int, n_classes:int=len(CLASS_NAMES)) -> RespiratoryNet:
     "Registry backbone (scratch, or `weights_path` through its family's loader) + projection heads + linear classifier."
