@@ -21,6 +21,7 @@ py_versions = '3.10 3.11 3.12 3.13'.split()
 
 requirements = cfg.get('requirements', '').split()
 dev_requirements = cfg.get('dev_requirements', '').split()
+eval_requirements = cfg.get('eval_requirements', '').split()  # soundlab[eval]: the X-ARES benchmark (xares)
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 console_scripts = [s for s in cfg.get('console_scripts', '').split() if s]
@@ -38,7 +39,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=['soundlab', 'soundlab.*']),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements, 'eval': eval_requirements},
     dependency_links=cfg.get('dep_links', '').split(),
     python_requires='>=' + cfg['min_python'],
     long_description=open('README.md', encoding='utf-8').read(),

@@ -8,12 +8,21 @@ machines: the CPU model and its bf16 flags are in every row). The summary table 
 the difference, a Welch t statistic, the speed ratio fp32 time / bf16 time, and a verdict -- is printed and written
 to `benchmarks/results/bench_precision.csv` and `.md`.
 
+On a CPU without native bf16 (AVX2 only: no AVX512-BF16, no AMX) torch's own bf16 convolutions and matrix products
+take slow reference paths (30-100x fp32 here), so `--emulate-bf16` (the default on such a CPU) measures the ACCURACY
+of bf16 autocast only: the recipe runs exactly as on a bf16 CPU (`amp=True` -> bf16 autocast, the Trainer's
+`mixed_precision` policy), except that every bf16 convolution and matrix product (forward and backward) is computed
+as the bf16 units compute it -- bf16 operands, exact products, fp32 sums, the result rounded to bf16 -- by fp32
+kernels (`Bf16ViaFp32`, a `TorchDispatchMode`). Its rows say `bf16=emulated` and the speed column says
+'emulated, not measured'. Rows are compared within one `series` (CPU kind, native or emulated bf16, the Trainer's
+autocast policy), never across.
+
 Verdict: `parity` when both precisions have >= 3 seeds and |Δ| <= 2 x its standard error (no detectable difference);
 `bf16 worse` / `bf16 better` otherwise; `incomplete` with fewer seeds; `not run` without rows. A recipe whose demo
 preset already defaults to fp32 says so in `default`.
 
     .venv/bin/python benchmarks/bench_precision.py [--recipes resp-ce resp-mscl sed fewshot ast-vocalsound ast-esc50 psla]
-        [--precisions fp32 bf16] [--seeds 0 1 2] [--epochs N] [--summary-only]
+        [--precisions fp32 bf16] [--seeds 0 1 2] [--epochs N] [--summary-only] [--emulate-bf16 | --no-emulate-bf16]
     .venv/bin/python benchmarks/bench_precision.py --cross-eval DIR   # after a run with --runs-dir DIR
 
 `--cross-eval` separates training precision from evaluation precision for the resp-ce runs kept under DIR: every
@@ -27,6 +36,37 @@ from pathlib import Path
 
 RECIPES = ('resp-ce', 'resp-mscl', 'sed', 'fewshot', 'ast-vocalsound', 'ast-esc50', 'psla')
 RESULTS = Path(__file__).resolve().parent/'results'
+# the Trainer's autocast policy the runs trained under (bump when `soundlab.train.mixed_precision` changes):
+# v1 = plain torch autocast (BatchNorm, softmax in bf16 on the CPU); v2 = BatchNorm, norms, softmax and losses in fp32
+POLICY = 'v2'
+
+
+def bf16_via_fp32():
+    "A TorchDispatchMode: bf16 convolutions / matrix products computed as bf16 units do (bf16 in, fp32 sums, bf16 out)."
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    aten = torch.ops.aten
+    heavy = {aten.convolution.default, aten.convolution_backward.default, aten.mm.default, aten.addmm.default,
+             aten.bmm.default, aten.baddbmm.default, aten._scaled_dot_product_flash_attention_for_cpu.default,
+             aten._scaled_dot_product_flash_attention_for_cpu_backward.default}
+    bf16 = lambda a: isinstance(a, torch.Tensor) and a.dtype == torch.bfloat16
+    up = lambda a: a.float() if bf16(a) else a
+    down = lambda o: o.to(torch.bfloat16) if isinstance(o, torch.Tensor) and o.dtype == torch.float32 else o
+
+    class Bf16ViaFp32(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func not in heavy or not any(bf16(a) for a in args): return func(*args, **kwargs)
+            with torch.autocast('cpu', enabled=False):  # products of bf16 values are exact in fp32; sums in fp32
+                out = func(*[up(a) for a in args], **{k: up(v) for k, v in kwargs.items()})
+            return type(out)(down(o) for o in out) if isinstance(out, (tuple, list)) else down(out)
+    return Bf16ViaFp32()
+
+
+def emulate_bf16():
+    "Make soundlab's `amp=True` pick bf16 autocast on this CPU (as on a CPU with native bf16): this process only."
+    import soundlab.core
+    soundlab.core.cpu_has_bf16 = lambda: True  # autocast_dtype('cpu') looks it up at call time
 
 
 def cpu_info() -> dict:
@@ -89,31 +129,44 @@ RUNNERS = {'resp-ce': _resp('sl'), 'resp-mscl': _resp('mscl'), 'sed': _sed, 'few
            'ast-vocalsound': _ast('vocalsound'), 'ast-esc50': _ast('esc50'), 'psla': _psla}
 
 
-def run_one(recipe, precision, seed, epochs, runs_csv, info, runs_dir=None):
+def run_one(recipe, precision, seed, epochs, runs_csv, info, runs_dir=None, emulated=False):
     import pandas as pd, torch
     from soundlab.core import autocast_dtype
     amp = precision != 'fp32'
-    if amp and autocast_dtype('cpu') is None: raise SystemExit('this CPU has no native bf16: CPU mixed precision is off, nothing to compare')
+    if amp and autocast_dtype('cpu') is None:
+        raise SystemExit('this CPU has no native bf16: CPU mixed precision is off; --emulate-bf16 measures its accuracy')
+    mode = bf16_via_fp32() if amp and emulated else contextlib.nullcontext()
+    series = f"{info['cpu']} [{info['cpu_flags']}], bf16 {'emulated' if emulated else 'native'}, policy {POLICY}"
     with (contextlib.nullcontext(str(Path(runs_dir)/recipe/precision/f'seed{seed}')) if runs_dir
           else tempfile.TemporaryDirectory(prefix='bench_precision_')) as out:
-        t0 = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()): value, metric, default_amp, *sec = RUNNERS[recipe](amp, seed, epochs, out)
+        t0, c0 = time.perf_counter(), time.process_time()
+        with contextlib.redirect_stdout(io.StringIO()), mode: value, metric, default_amp, *sec = RUNNERS[recipe](amp, seed, epochs, out)
         sec = sec[0] if sec else time.perf_counter() - t0  # the training loop's own epoch times where the recipe gives them
     row = dict(recipe=recipe, precision=precision, seed=seed, epochs=epochs or 'preset', metric=metric, value=float(value),
-               seconds=sec, default='bf16' if default_amp else 'fp32', threads=torch.get_num_threads(), torch=torch.__version__, **info)
+               seconds=sec, cpu_seconds=time.process_time() - c0, default='bf16' if default_amp else 'fp32',
+               threads=torch.get_num_threads(), torch=torch.__version__, **info,
+               bf16='emulated' if emulated else 'native', policy=POLICY, series=series)
     print(json.dumps(row), flush=True)
-    pd.DataFrame([row]).to_csv(runs_csv, mode='a', header=not runs_csv.exists(), index=False)  # one line: appends do not clash
+    head = pd.read_csv(runs_csv, nrows=0).columns.tolist() if runs_csv.exists() else None
+    if head is None or head == list(row):  # one line: appends do not clash
+        pd.DataFrame([row]).to_csv(runs_csv, mode='a', header=head is None, index=False)
+    else:  # new columns: the file is rewritten with all of them (older rows leave them empty)
+        from soundlab.core import atomic_write
+        with atomic_write(runs_csv, suffix='.csv') as tmp: pd.concat([pd.read_csv(runs_csv), pd.DataFrame([row])]).to_csv(tmp, index=False)
     return row
 
 
 def summarize(runs_csv, recipes) -> 'pd.DataFrame':
     import pandas as pd
     df = pd.read_csv(runs_csv) if runs_csv.exists() else pd.DataFrame(columns=['recipe', 'precision', 'seed', 'epochs', 'value', 'seconds'])
+    if 'series' not in df: df['series'] = None
+    old = df.series.isna()  # rows from before the series column: native bf16, policy v1
+    df.loc[old, 'series'] = df.loc[old].apply(lambda r: f"{r.cpu} [{r.cpu_flags}], bf16 native, policy v1", axis=1) if old.any() else None
     rows = []
     for rec in recipes:
         d = df[df.recipe == rec]
-        for ep in (sorted(d.epochs.astype(str).unique()) or ['-']):
-            e = d[d.epochs.astype(str) == ep]
+        for ep, ser in (sorted(set(zip(d.epochs.astype(str), d.series))) or [('-', '')]):
+            e = d[(d.epochs.astype(str) == ep) & (d.series == ser)]
             s = {p: e[e.precision == p].drop_duplicates('seed', keep='last') for p in ('fp32', 'bf16')}
             n = {p: len(s[p]) for p in s}
             m = {p: s[p].value.mean() if n[p] else math.nan for p in s}
@@ -127,10 +180,11 @@ def summarize(runs_csv, recipes) -> 'pd.DataFrame':
             else: verdict = 'bf16 worse' if delta < 0 else 'bf16 better'
             common = set(s['fp32'].seed) & set(s['bf16'].seed)  # speed on the same seeds only
             t = {p: s[p][s[p].seed.isin(common)].seconds.mean() for p in s}
-            rows.append({'recipe': rec, 'metric': e.metric.iloc[0] if len(e) else '', 'epochs': ep,
+            speed = ('emulated, not measured' if 'emulated' in ser else round(t['fp32'] / t['bf16'], 2)) if common else ''
+            rows.append({'recipe': rec, 'series': ser, 'metric': e.metric.iloc[0] if len(e) else '', 'epochs': ep,
                          'default': preset_default(rec), 'fp32': fmt('fp32'), 'bf16': fmt('bf16'),
                          'Δ bf16-fp32': round(delta, 2) if not math.isnan(delta) else '', 't (Welch)': round(delta / se, 2) if se and not math.isnan(se) else '',
-                         'speed bf16/fp32': round(t['fp32'] / t['bf16'], 2) if common else '', 'verdict': verdict})
+                         'speed bf16/fp32': speed, 'verdict': verdict})
     return pd.DataFrame(rows)
 
 
@@ -170,6 +224,10 @@ if __name__ == '__main__':
     p.add_argument('--runs-dir', default=None, help='keep run folders here (RECIPE/PRECISION/seedN): an interrupted run resumes')
     p.add_argument('--summary-only', action='store_true', help='only rebuild the table from the runs CSV')
     p.add_argument('--cross-eval', default=None, metavar='RUNS_DIR', help="re-evaluate the kept resp-ce runs' best.pt in fp32 and bf16")
+    p.add_argument('--emulate-bf16', action=argparse.BooleanOptionalAction, default=None,
+                   help='bf16 autocast computed by fp32 kernels (accuracy only); default: on where the CPU lacks native bf16')
+    p.add_argument('--policy', choices=['v1', 'v2'], default=POLICY,
+                   help="v1: plain torch autocast (BatchNorm, softmax in bf16), to measure what the Trainer's fp32 policy changes")
     p.add_argument('--runs-csv', default=str(RESULTS/'bench_precision_runs.csv'))
     p.add_argument('--out', default=str(RESULTS/'bench_precision.csv'))
     args = p.parse_args()
@@ -177,6 +235,10 @@ if __name__ == '__main__':
     import torch
     from soundlab.core import autocast_dtype
     info = cpu_info(); runs_csv = Path(args.runs_csv); runs_csv.parent.mkdir(parents=True, exist_ok=True)
+    emulated = autocast_dtype('cpu') is None if args.emulate_bf16 is None else args.emulate_bf16
+    if emulated: emulate_bf16()
+    if args.policy != POLICY:
+        import soundlab.train; soundlab.train._FP32_OPS.clear(); POLICY = args.policy  # mixed_precision = torch.autocast alone
     print(f"{info['cpu']} [{info['cpu_flags']}], {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"CPU mixed precision: {autocast_dtype('cpu')}", flush=True)
     if args.cross_eval:
@@ -185,7 +247,7 @@ if __name__ == '__main__':
     if not args.summary_only:
         for rec in args.recipes:
             for seed in args.seeds:
-                for prec in args.precisions: run_one(rec, prec, seed, args.epochs, runs_csv, info, args.runs_dir)
+                for prec in args.precisions: run_one(rec, prec, seed, args.epochs, runs_csv, info, args.runs_dir, emulated)
     table = summarize(runs_csv, RECIPES)
     md = table.to_markdown(index=False)
     print(md)

@@ -96,9 +96,10 @@ def child_legacy(a):
 def _dataset(a, mode: str, augment: bool):
     from soundlab.streaming import read_datafile_index
     from soundlab.data.tagging import TaggingDataset
+    from soundlab.models.psla import PSLA_NORM
     idx = read_datafile_index(a.datafile, a.label_csv)
     kw = dict(freqm=48, timem=max(a.target_length // 5, 1), mixup=0.5) if augment else {}
-    ds = TaggingDataset(idx, 527, target_length=a.target_length, norm_mean=-4.6476, norm_std=4.5699, train=augment,
+    ds = TaggingDataset(idx, 527, target_length=a.target_length, norm=PSLA_NORM, train=augment,
                         features=mode, cache=a.cache_dir, **kw)
     return idx, ds
 

@@ -110,12 +110,27 @@ def _relink(text: str, pages: dict[str, str], base: str) -> str:
         return f'[{label}]({base}/{path.lstrip("./")}{"#" + frag if frag else ""})'
     return re.sub(r'(?<!!)\[([^\]]*)\]\(([^)\s]+)\)', sub, text)
 
+_FIGURE = re.compile(r'!\[[^\]]*\]\((?:\.\./)?figures/([^)\s]+\.png)\)')
+
+def _split_figures(text: str) -> list:
+    """A library notebook's markdown around its images of figures/*.png (the screenshot `make docs-check` takes): the text
+    parts, and for each existing image a code cell showing the PNG (the site is staged outside the repository, so a relative
+    image path would not resolve); an image whose file is missing stays as it was written."""
+    out, pos = [], 0
+    for m in _FIGURE.finditer(text):
+        if not (FIGS / m.group(1)).exists(): continue
+        # a source MyST-NB keeps (it skips empty cells), hidden by the tag: only the picture shows
+        out += [text[pos:m.start()], {**_code_cell(f'# figures/{m.group(1)}'), 'metadata': {'tags': ['remove-input']},
+                                      'outputs': [_png_output(FIGS / m.group(1))]}]
+        pos = m.end()
+    return [t for t in out + [text[pos:]] if not isinstance(t, str) or t.strip()]
+
 def stage_library(nb_path: Path, pages: dict, base: str) -> dict:
     nb = json.loads(nb_path.read_text())
     cells, mod = [], None
     for c in nb['cells']:
         src = ''.join(c['source']) if isinstance(c['source'], list) else c['source']
-        if c['cell_type'] == 'markdown': cells.append(_md_cell(_relink(src, pages, base))); continue
+        if c['cell_type'] == 'markdown': cells += [_md_cell(_relink(t, pages, base)) if isinstance(t, str) else t for t in _split_figures(src)]; continue
         if c['cell_type'] != 'code': continue
         dirs, body = split_directives(src)
         if 'default_exp' in dirs: mod = importlib.import_module(f"soundlab.{dirs['default_exp'].split()[0]}"); continue

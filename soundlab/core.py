@@ -84,8 +84,9 @@ def config_digest(d, # JSON-able settings (dict keys in any order; other objects
     "A short, order-independent SHA-1 digest of `d`: the suffix of a run folder's name."
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
-RUN_IGNORE = ('out_dir', 'device', 'progress', 'num_workers', 'eval_bs', 'on_bad_file', 'channels_last') # where a run writes, where
-                                                                                  # and how fast it runs: not what it trains
+RUN_IGNORE = ('out_dir', 'device', 'progress', 'num_workers', 'eval_bs', 'on_bad_file', 'channels_last', # where a run writes, where
+              'download', 'allow_synthetic') # and how fast it runs, whether its public dataset may be fetched or a
+              # synthetic stand-in used (the folder's name says which corpus it trained on): not what it trains
 
 def _json(x): return json.loads(json.dumps(x, sort_keys=True, default=str))
 

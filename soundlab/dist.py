@@ -39,16 +39,21 @@ def device(kind:str='auto') -> torch.device:
     if kind in ('auto', 'cuda') and torch.cuda.is_available(): return torch.device('cuda', local_rank())
     return torch.device('cpu' if kind == 'auto' else kind)
 
+def _one_process_group() -> bool:
+    "`SOUNDLAB_DDP=1` in a process torchrun started: run distributed (process group, DDP) even as a single process."
+    return os.environ.get('SOUNDLAB_DDP', '') == '1' and 'MASTER_ADDR' in os.environ
+
 def init(backend:str|None=None, # 'gloo', 'nccl' (default: nccl when CUDA is available, else gloo)
          device_kind:str='auto', # the device the processes train on
         ) -> bool:
-    "Join torchrun's process group if WORLD_SIZE > 1; True when running distributed."
-    if int(os.environ.get('WORLD_SIZE', 1)) <= 1 and not _initialized(): return False
+    "Join torchrun's process group if WORLD_SIZE > 1 (or SOUNDLAB_DDP=1); True when running distributed."
+    one = _one_process_group()
+    if int(os.environ.get('WORLD_SIZE', 1)) <= 1 and not one and not _initialized(): return False
     if not _initialized():
         dev = device(device_kind)
         if dev.type == 'cuda': torch.cuda.set_device(dev)
         td.init_process_group(backend or ('nccl' if dev.type == 'cuda' else 'gloo'))
-    return world_size() > 1
+    return world_size() > 1 or one
 
 def barrier():
     "Wait for every process (no-op for one)."
@@ -180,4 +185,5 @@ def _run(cmd, env, timeout, quiet) -> tuple:
 def _selftest(cfg:dict, tag:str='') -> dict:
     "A tiny distributed function for tests: gathers rows of different lengths from every rank."
     g = gather(torch.full((rank() + 1, 2), float(rank())))
-    return dict(world=world_size(), gathered=g.tolist(), mean=all_mean({'r': float(rank())}), main=broadcast(rank()), cfg=cfg, tag=tag)
+    return dict(world=world_size(), gathered=g.tolist(), mean=all_mean({'r': float(rank())}), main=broadcast(rank()), cfg=cfg, tag=tag,
+                distributed=init(), backend=td.get_backend() if _initialized() else None)

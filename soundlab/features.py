@@ -7,6 +7,7 @@ from __future__ import annotations
 import os, json, math, uuid, hashlib, warnings, contextlib
 from collections import OrderedDict
 from pathlib import Path
+from dataclasses import dataclass, replace, asdict
 import numpy as np
 import torch, torchaudio, h5py
 import torch.nn as nn
@@ -16,8 +17,9 @@ from .core import AudioError, atomic_write
 from .audio import fix_length
 
 # %% auto #0
-__all__ = ['Frontend', 'ConvSTFT', 'PannsSpectrogram', 'PannsLogmelFilter', 'PannsLogmel', 'RespiratoryMel', 'KaldiFbank',
-           'dataset_stats', 'feature_key', 'FeatureCache', 'SEDLogmel', 'clip_patches', 'metaaudio_logmel']
+__all__ = ['Frontend', 'ConvSTFT', 'PannsSpectrogram', 'PannsLogmelFilter', 'PannsLogmel', 'RespiratoryMel', 'FbankNorm',
+           'KaldiFbank', 'dataset_stats', 'feature_key', 'FeatureCache', 'SEDLogmel', 'clip_patches',
+           'metaaudio_logmel']
 
 # %% ../nbs/02_features.ipynb #c007
 class Frontend(nn.Module):
@@ -151,17 +153,39 @@ def _resp_standardize(self:RespiratoryMel, s:torch.Tensor) -> torch.Tensor:
 def _resp_forward(self:RespiratoryMel, x:torch.Tensor) -> torch.Tensor: return self.standardize(self.scaled(x))
 RespiratoryMel.scaled, RespiratoryMel.standardize, RespiratoryMel.forward = _resp_scaled, _resp_standardize, _resp_forward
 
+# %% ../nbs/02_features.ipynb #fn01
+@dataclass(frozen=True)
+class FbankNorm:
+    "A model family's normalisation of the raw Kaldi fbank: `(x - mean) / (scale * std)`."
+    mean:float # the dataset's fbank mean
+    std:float # its std
+    scale:float # the family's divisor of the std: AST 2 (inputs at std 0.5), PSLA 1
+    def __call__(self, x): return (x - self.mean) / (self.scale * self.std)
+    def with_stats(self, mean:float, std:float) -> 'FbankNorm':
+        "The same family rule with other statistics (e.g. measured on a dataset's training clips)."
+        return replace(self, mean=float(mean), std=float(std))
+    @property
+    def kw(self) -> dict: return asdict(self)  # KaldiFbank(**norm.kw)
+
+
 # %% ../nbs/02_features.ipynb #c040
 class KaldiFbank(Frontend):
-    "AST/PSLA's Kaldi fbank: (B,T) -> (B,frames,num_mel_bins), normalised as (x-mean)/(2*std)."
+    "AST/PSLA's Kaldi fbank: (B,T) -> (B,frames,num_mel_bins), raw, or normalised by a family's rule (`FbankNorm`)."
     def __init__(self, sample_rate:int=16000, num_mel_bins:int=128, frame_shift:float=10., frame_length:float=25.,
-                 mean:float|None=-4.2677393, std:float|None=4.5689974, # AudioSet statistics; None: no normalising
+                 mean:float|None=None, std:float|None=None, # the dataset's statistics; None: the raw fbank
                  target_length:int|None=None, # zero-pad / cut to this many frames (None: keep)
+                 scale:float|None=None, # with mean/std: the family's divisor of std (AST 2, PSLA 1; see `FbankNorm`)
                 ):
-        super().__init__(); self._store_config(locals())
-        self.mean, self.std, self.target_length = mean, std, target_length
+        super().__init__()
+        if mean is not None and scale is None:
+            raise ValueError('KaldiFbank: normalising needs the model family\'s scale as well as mean and std (AST: scale=2, '
+                             '`soundlab.models.ast.AST_NORM.kw`; PSLA: scale=1, `soundlab.models.psla.PSLA_NORM.kw`)')
+        self._store_config({k: v for k, v in locals().items() if k != 'scale' or v is not None})  # raw: earlier cache keys kept
+        self.target_length = target_length
+        self.norm = None if mean is None else FbankNorm(mean, std, scale)
         self.kw = dict(htk_compat=True, sample_frequency=sample_rate, use_energy=False, window_type='hanning',
                        num_mel_bins=num_mel_bins, dither=0.0, frame_shift=frame_shift, frame_length=frame_length)
+
 
 # %% ../nbs/02_features.ipynb #c041
 def _fbank_forward(self:KaldiFbank, x:torch.Tensor) -> torch.Tensor:
@@ -170,7 +194,7 @@ def _fbank_forward(self:KaldiFbank, x:torch.Tensor) -> torch.Tensor:
         if self.target_length is not None:
             p = self.target_length - f.shape[1]
             f = F.pad(f, (0, 0, 0, p)) if p > 0 else f[:, :self.target_length]
-        return f if self.mean is None else (f - self.mean) / (2*self.std)
+        return f if self.norm is None else self.norm(f)
 KaldiFbank.forward = _fbank_forward
 
 # %% ../nbs/02_features.ipynb #c045

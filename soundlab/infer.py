@@ -11,33 +11,46 @@ import pandas as pd
 import soundfile as sf
 import torch
 from torch import nn
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 from .core import AudioError, SoundlabError, get_device, load_torch_file
+from .hub import resolve
 from .audio import audio_info, resample, window_starts
-from .features import KaldiFbank
-from .data.tagging import read_label_csv, AUDIOSET_MEAN, AUDIOSET_STD
-from .models.ast import ASTModel, AST_SIZES, checkpoint_filter_fn, ast_grid
-from .models.psla import EffNetAttention, psla_from_checkpoint
+from .features import KaldiFbank, FbankNorm
+from .streaming import kaldi_frames
+from .data.tagging import read_label_csv
+from .models.ast import ASTModel, AST_SIZES, AST_NORM, checkpoint_filter_fn, ast_grid
+from .models.psla import EffNetAttention, PSLA_NORM, psla_from_checkpoint
 from .models.panns import _PannsCNN, create_panns, load_panns_checkpoint
 
 # %% auto #0
-__all__ = ['PSLA_NORM', 'PSLA_FRAMES', 'PANNS_FRONTENDS', 'stream_windows', 'model_frames', 'WindowInput', 'tag', 'panns_arch',
-           'load_tagger', 'tagger_defaults', 'parse_args', 'main']
+__all__ = ['PSLA_FRAMES', 'PANNS_FRONTENDS', 'stream_windows', 'array_windows', 'model_frames', 'WindowInput', 'tagger_defaults',
+           'tag', 'panns_arch', 'load_tagger', 'parse_args', 'main']
 
 # %% ../nbs/50_infer.ipynb #c006
 def stream_windows(path, # any file soundfile reads (wav, flac, ogg, mp3, ...)
                    window:float, # window length (s)
                    hop:float|None=None, # hop (s); default: the window (no overlap)
                    min_last:float=0.25, # keep a last partial window holding at least this share of a window
+                   pad:bool=True, # zero-pad a partial window to the full length (False: yield it shorter)
                   ):
     "Yield (start in s, (n,) float32 window at the file's rate) along the file, reading one window at a time."
     info = audio_info(path); sr = info.sample_rate
     n, h = max(1, round(window * sr)), max(1, round((hop or window) * sr))
     if h > n: raise ValueError(f'hop ({hop} s) must not exceed the window ({window} s)')
     with sf.SoundFile(str(path)) as f:
-        for start in window_starts(info.frames, n, h, min_last):
-            f.seek(start); x = f.read(n, dtype='float32', always_2d=True).mean(1)
-            yield start / sr, np.pad(x, (0, n - len(x)))
+        blocks = f.blocks(blocksize=n, overlap=n - h, dtype='float32', always_2d=True)  # consecutive blocks start every h
+        for start, block in zip(window_starts(info.frames, n, h, min_last), blocks):
+            x = block.mean(1)
+            yield start / sr, np.pad(x, (0, n - len(x))) if pad and len(x) < n else x
+
+def array_windows(x:torch.Tensor, # (..., T) signals already in memory
+                  n:int, h:int|None=None, min_last:float=0.25, # as `window_starts` (samples)
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    "(starts (W,), windows (..., W, n)): `stream_windows`' windows of an in-memory signal (last one zero-padded)."
+    h = h or n; starts = list(window_starts(x.shape[-1], n, h, min_last))
+    x = F.pad(x, (0, max(0, starts[-1] + n - x.shape[-1])))
+    return torch.tensor(starts), x.unfold(-1, n, h)[..., :len(starts), :]
 
 # %% ../nbs/50_infer.ipynb #c009
 def model_frames(model) -> int|None:
@@ -57,14 +70,16 @@ def _scores(model, x:torch.Tensor, activation:str|None) -> torch.Tensor:
 class WindowInput:
     "Turns a window at the file's rate into one model input: resampled, then fbank (padded/cut, normalised) or waveform."
     def __init__(self, sample_rate:int=16000, input:str='fbank', frames:int|None=None, num_mel_bins:int=128,
-                 norm_mean:float=AUDIOSET_MEAN, norm_std:float=AUDIOSET_STD):
+                 norm:FbankNorm|None=None, # the model family's fbank normalisation (None: the raw fbank)
+                ):
         if input not in ('fbank', 'waveform'): raise ValueError(f"input must be 'fbank' or 'waveform', got {input!r}")
         self.sample_rate, self.input, self.frames = sample_rate, input, frames
-        self.frontend = KaldiFbank(sample_rate, num_mel_bins, mean=norm_mean, std=norm_std, target_length=frames)
+        self.frontend = KaldiFbank(sample_rate, num_mel_bins, target_length=frames, **(norm.kw if norm is not None else {}))
     @torch.no_grad()
     def __call__(self, x:np.ndarray, sr:int) -> torch.Tensor:
         w = resample(torch.from_numpy(np.ascontiguousarray(x)), sr, self.sample_rate)
         return w if self.input == 'waveform' else self.frontend(w[None])[0]
+
 
 # %% ../nbs/50_infer.ipynb #c012
 def _names(labels, n:int) -> list:
@@ -77,6 +92,18 @@ def _top(scores:np.ndarray, names:list, k:int) -> dict:
     i = np.argsort(-scores)[:k]
     return {**{f'label_{j+1}': names[c] for j, c in enumerate(i)}, **{f'score_{j+1}': float(scores[c]) for j, c in enumerate(i)}}
 
+# %% ../nbs/50_infer.ipynb #td01
+def tagger_defaults(model:nn.Module) -> dict:
+    "{'sample_rate', 'input', 'norm': FbankNorm, 'activation'}: the arguments of `tag` for `model` (AST, PSLA or PANNs)."
+    if isinstance(model, _PannsCNN):  # waveforms at its rate; the dict output's clipwise_output is already sigmoid
+        return dict(sample_rate=getattr(model, 'sample_rate', 32000), input='waveform', norm=None, activation=None)
+    fbank = dict(sample_rate=16000, input='fbank')
+    if isinstance(model, EffNetAttention): return fbank | dict(norm=PSLA_NORM, activation=None)  # PSLA's (x - mean) / std
+    if isinstance(model, ASTModel): return fbank | dict(norm=AST_NORM, activation='sigmoid')  # AST's (x - mean) / (2 std)
+    raise ValueError(f'{type(model).__name__} is not an AST, PSLA or PANNs model: give tag() its norm (an FbankNorm, or None for '
+                     'the raw fbank), sample_rate, input and activation')
+
+
 # %% ../nbs/50_infer.ipynb #c013
 @torch.no_grad()
 def tag(path, # an audio file of any length
@@ -86,7 +113,7 @@ def tag(path, # an audio file of any length
         hop:float|None=None, # hop (s); default: half a window
         sample_rate:int=16000, # the model's rate
         input:str='fbank', # 'fbank' (B, frames, bins) or 'waveform' (B, samples)
-        norm:tuple=(AUDIOSET_MEAN, AUDIOSET_STD), # fbank mean/std the model was trained with
+        norm:FbankNorm|None|str='auto', # the fbank normalisation: 'auto' = the model family's (`tagger_defaults`), None = raw
         activation:str|None='sigmoid', # 'sigmoid', 'softmax' or None (the model outputs probabilities)
         top_k:int=3, batch_size:int=8, aggregate:str='mean', # whole-file score: 'mean' or 'max' of the windows
         device='auto', progress:bool=True) -> pd.DataFrame:
@@ -95,14 +122,23 @@ def tag(path, # an audio file of any length
     frames = model_frames(model)
     window = window or (frames / 100 if frames else 10.)
     hop = hop or window / 2
-    prep = WindowInput(sample_rate, input, frames, norm_mean=norm[0], norm_std=norm[1])
+    if isinstance(norm, str):
+        if norm != 'auto': raise ValueError(f"norm must be an FbankNorm, None or 'auto', got {norm!r}")
+        norm = tagger_defaults(model)['norm'] if input == 'fbank' else None
+    frames = frames or kaldi_frames(round(window * sample_rate))  # a model of any length: every window's full frame count
+    prep = WindowInput(sample_rate, input, frames, norm=norm)
     info = audio_info(path); model = model.to(dev).eval()
     n_win = max(1, math.floor(max(info.duration - window, 0) / hop + 1e-9) + 1 + (1 if info.duration > window else 0))
     starts, rows, batch = [], [], []
     def flush():
         rows.append(_scores(model, torch.stack(batch).to(dev), activation).cpu().numpy()); batch.clear()
-    for s, x in tqdm(stream_windows(path, window, hop), total=n_win, desc=f'tag {path.name}', unit='win', disable=not progress):
-        starts.append(s); batch.append(prep(x, info.sample_rate))
+    # a short last window: zero samples for a waveform model; a model with its own Kaldi fbank (an ONNX file) pads
+    # in frames, as the fbank path does
+    pad = input == 'waveform' and not isinstance(getattr(model, 'frontend', None), KaldiFbank)
+    for s, x in tqdm(stream_windows(path, window, hop, pad=pad), total=n_win, desc=f'tag {path.name}', unit='win', disable=not progress):
+        starts.append(s); item = prep(x, info.sample_rate)
+        if batch and item.shape != batch[0].shape: flush()  # a shorter last window (unpadded samples) scores on its own
+        batch.append(item)
         if len(batch) == batch_size: flush()
     if batch: flush()
     S = np.concatenate(rows); names = _names(labels, S.shape[1])
@@ -113,7 +149,7 @@ def tag(path, # an audio file of any length
     return df
 
 # %% ../nbs/50_infer.ipynb #c019
-PSLA_NORM, PSLA_FRAMES = (-4.6476, 4.5699), 1056  # the seed's fbank statistics and AudioSet input length
+PSLA_FRAMES = 1056  # the seed's AudioSet input length (PSLA_NORM, its input rule, comes from soundlab.models.psla)
 
 def _load_ast(path, sd, fstride, tstride, input_fdim, input_tdim) -> ASTModel:
     d, n = sd['v.pos_embed'].shape[-1], sd['v.pos_embed'].shape[1] - 2
@@ -143,13 +179,13 @@ def _load_panns(path, sd) -> _PannsCNN:
     m.sample_rate = sr  # `tagger_defaults` reads it
     return load_panns_checkpoint(m, path).eval()  # strict: a mismatch names every key
 
-def load_tagger(checkpoint, # .pth/.pt: an AST (AudioSet layout, fine-tuned, soundlab), PSLA (released, soundlab) or PANNs (AudioSet) checkpoint
+def load_tagger(checkpoint, # a file (AST, PSLA or PANNs checkpoint) or a catalogue name: 'psla-audioset', 'cnn14-audioset', 'ast_base384-audioset', ...
                 fstride:int=10, tstride:int=10, input_fdim:int=128, # AST strides and bins
                 input_tdim:int|None=None, # AST: default the shortest input giving the checkpoint's grid; PSLA: default 1056
                ) -> nn.Module:
     "The AST, PSLA or PANNs (Cnn6/10/14) model a checkpoint holds, with its weights, in eval mode."
     path = Path(checkpoint)
-    if not path.is_file(): raise SoundlabError(path, 'no such checkpoint')
+    if not path.is_file(): path = resolve(checkpoint)  # a released model by name: its cached copy, else a verified download
     sd = load_torch_file(path, 'checkpoint')
     for k in ('model', 'state_dict'):
         if isinstance(sd, dict) and isinstance(sd.get(k), dict): sd = sd[k]
@@ -162,31 +198,27 @@ def load_tagger(checkpoint, # .pth/.pt: an AST (AudioSet layout, fine-tuned, sou
     raise SoundlabError(path, 'neither an AST (v.pos_embed) nor a PSLA (effnet.*) nor a PANNs (conv_block*, fc_audioset) checkpoint; '
                               'tag other models with soundlab.infer.tag from Python')
 
-def tagger_defaults(model:nn.Module) -> dict:
-    "{'sample_rate', 'input', 'norm': (mean, std), 'activation'}: the arguments of `tag` for `model` (AST, PSLA or PANNs)."
-    if isinstance(model, _PannsCNN):  # waveforms at its rate; the dict output's clipwise_output is already sigmoid
-        return dict(sample_rate=getattr(model, 'sample_rate', 32000), input='waveform', norm=(AUDIOSET_MEAN, AUDIOSET_STD), activation=None)
-    fbank = dict(sample_rate=16000, input='fbank')
-    if isinstance(model, EffNetAttention): return fbank | dict(norm=PSLA_NORM, activation=None)
-    return fbank | dict(norm=(AUDIOSET_MEAN, AUDIOSET_STD), activation='sigmoid')
 
 # %% ../nbs/50_infer.ipynb #c022
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog='soundlab-tag', description='Tag an audio file of any length with an AST, PSLA or PANNs checkpoint (sliding windows).')
     p.add_argument('file', help='audio file (wav, flac, ogg, mp3, ...)')
     p.add_argument('--checkpoint', required=True, help='AST (AudioSet, fine-tuned, soundlab best.pt), PSLA (released as_mdl_*.pth / fsd_mdl_*.pth, soundlab best.pt) '
-                   'or PANNs (Cnn6/Cnn10/Cnn14_mAP=*.pth) checkpoint')
+                   'or PANNs (Cnn6/Cnn10/Cnn14_mAP=*.pth) checkpoint, or a released model by name: psla-audioset, psla-fsd50k-wa, '
+                   'cnn14-audioset, ast_base384-audioset, ... (soundlab-weights list)')
     p.add_argument('--labels', default=None, help='class_labels_indices.csv (index,mid,display_name)')
     p.add_argument('--fstride', type=int, default=10); p.add_argument('--tstride', type=int, default=10)
     p.add_argument('--input-tdim', type=int, default=None, help='model input frames (default: AST from the checkpoint, PSLA 1056; not PANNs)')
     p.add_argument('--window', type=float, default=None, help='window (s); default: the model input length (PANNs: 10 s)')
     p.add_argument('--hop', type=float, default=None, help='hop (s); default: half a window')
-    p.add_argument('--norm-mean', type=float, default=None, help='fbank mean (default: the model family\'s)')
+    p.add_argument('--norm-mean', type=float, default=None, help='fbank mean (default: the model family\'s; the family\'s rule stays: AST divides by 2 std, PSLA by std)')
     p.add_argument('--norm-std', type=float, default=None, help='fbank std (default: the model family\'s)')
     p.add_argument('--activation', default=None, choices=['sigmoid', 'softmax', 'none'], help='default: sigmoid for AST, none for PSLA and PANNs')
     p.add_argument('--top-k', type=int, default=3); p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--device', default='auto'); p.add_argument('--out', default=None, help='CSV to write (per window + whole file)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.add_argument('--backend', default='torch', choices=['torch', 'onnx'], help='onnx: --checkpoint is a file soundlab-export wrote, run by '
+                   'onnxruntime (CPU) behind its torch front end; its labels, rate and window come from the file')
     return p.parse_args(argv)
 
 # %% ../nbs/50_infer.ipynb #c023
@@ -194,8 +226,14 @@ def main(argv=None) -> int:
     "The `soundlab-tag` entry point."
     a = parse_args(argv)
     try:
-        model = load_tagger(a.checkpoint, a.fstride, a.tstride, input_tdim=a.input_tdim); dflt = tagger_defaults(model)
-        norm = (dflt['norm'][0] if a.norm_mean is None else a.norm_mean, dflt['norm'][1] if a.norm_std is None else a.norm_std)
+        if a.backend == 'onnx':  # soundlab.export builds on this module: imported only when asked for
+            from soundlab.export import OnnxModel
+            model = OnnxModel(a.checkpoint); dflt = model.tagger_defaults()
+            a.labels, a.window = a.labels or dflt['labels'], a.window or dflt['window']
+        else: model = load_tagger(a.checkpoint, a.fstride, a.tstride, input_tdim=a.input_tdim); dflt = tagger_defaults(model)
+        norm = dflt['norm']  # the family's rule; --norm-mean / --norm-std replace its statistics, not the rule
+        if norm is not None and (a.norm_mean is not None or a.norm_std is not None):
+            norm = norm.with_stats(norm.mean if a.norm_mean is None else a.norm_mean, norm.std if a.norm_std is None else a.norm_std)
         act = dflt['activation'] if a.activation is None else None if a.activation == 'none' else a.activation
         df = tag(a.file, model, a.labels, a.window, a.hop, dflt['sample_rate'], dflt['input'], norm=norm, activation=act,
                  top_k=a.top_k, batch_size=a.batch_size, device=a.device, progress=not a.quiet)

@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchaudio
 from .core import DatasetError
+from .features import FbankNorm
 from .augment import SpecAugment
 from .data.core import Record, read_label_csv
 
@@ -70,17 +71,19 @@ BatchKaldiFbank.forward = _bkf_forward
 
 # %% ../nbs/06_streaming.ipynb #st14
 class TaggingFrontend(nn.Module):
-    "Batched fbank + pad/cut + SpecAugment + normalisation + noise: {'wav','n',...} -> {'x',...} (what TaggingDataset gives)."
+    "Batched fbank + pad/cut + SpecAugment + normalisation + noise + roll: {'wav','n',...} -> {'x',...} (what TaggingDataset gives)."
     def __init__(self, fbank:BatchKaldiFbank, target_length:int, freqm:int=0, timem:int=0,
-                 norm_mean:float|None=None, norm_std:float=1., noise:bool=False, train:bool=True):
+                 norm:FbankNorm|None=None, # the model family's rule with the dataset's statistics (None: raw fbank)
+                 noise:bool=False, train:bool=True,
+                 roll:int=0): # training: circular time roll by randint(0, roll) frames per clip (VocalSound's baseline)
         super().__init__()
-        self.fbank, self.target_length, self.norm_mean, self.norm_std = fbank, target_length, norm_mean, norm_std
+        self.fbank, self.target_length, self.norm, self.roll = fbank, target_length, norm, int(roll)
         self.noise, self.augment = noise, train
         self.specaug = SpecAugment(freqm, timem, 1, 1, mask_value=0., layout='tf')
     @classmethod
     def of(cls, ds) -> 'TaggingFrontend':
         "The device half of a `TaggingDataset` (its frontend, length, augmentation and normalisation)."
-        return cls(BatchKaldiFbank.of(ds.frontend), ds.target_length, ds.freqm, ds.timem, ds.norm_mean, ds.norm_std, ds.noise, ds.train)
+        return cls(BatchKaldiFbank.of(ds.frontend), ds.target_length, ds.freqm, ds.timem, ds.norm, ds.noise, ds.train, ds.roll)
 
 @torch.no_grad()
 def _tf_forward(self:TaggingFrontend, batch:dict) -> dict:
@@ -89,11 +92,12 @@ def _tf_forward(self:TaggingFrontend, batch:dict) -> dict:
     x = self.fbank(batch['wav'], batch['n']); p = self.target_length - x.shape[1]
     x = F.pad(x, (0, 0, 0, p)) if p > 0 else x[:, :self.target_length]
     if self.augment: x = self.specaug.train()(x)  # independent stripes per clip, as the dataset's
-    if self.norm_mean is not None: x = (x - self.norm_mean) / (2 * self.norm_std)
+    if self.norm is not None: x = self.norm(x)
     if self.augment and self.noise:  # the seeds' per-clip noise level and time roll
         lvl = torch.rand(len(x), 1, 1, device=x.device)
         x = x + torch.rand(x.shape, device=x.device) * lvl / 10
         x = torch.stack([torch.roll(xi, int(s), 0) for xi, s in zip(x, torch.randint(-10, 10, (len(x),)))])
+    if self.augment and self.roll: x = torch.stack([torch.roll(xi, int(s), 0) for xi, s in zip(x, torch.randint(0, self.roll, (len(x),)))])
     return {**{k: v for k, v in batch.items() if k not in ('wav', 'n')}, 'x': x.float()}
 TaggingFrontend.forward = _tf_forward
 

@@ -4,7 +4,8 @@
 
 # %% ../nbs/40_train.ipynb #c003
 from __future__ import annotations
-import os, json, math, time, warnings
+import os, sys, json, math, time, warnings, contextlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 import numpy as np, pandas as pd
@@ -16,8 +17,9 @@ from .core import SoundlabError, atomic_write, get_device, autocast_dtype, seed_
 from . import dist
 
 # %% auto #0
-__all__ = ['CheckpointError', 'save_checkpoint', 'load_checkpoint', 'to_device', 'epoch_seed', 'Trainer', 'autocast',
-           'state_dict', 'load_state_dict', 'train_epoch', 'fit', 'write_history', 'seed_precision', 'ShardedSampler',
+__all__ = ['BOARD_ITEMS', 'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'to_device', 'epoch_seed', 'Trainer',
+           'mixed_precision', 'autocast', 'state_dict', 'load_state_dict', 'train_epoch', 'fit', 'write_history',
+           'Confusion', 'Embedding', 'Audio', 'split_items', 'memory_mb', 'Board', 'seed_precision', 'ShardedSampler',
            'ShardedBatchSampler', 'seed_worker', 'loader', 'predict', 'precision_name', 'machine_name', 'update_table']
 
 # %% ../nbs/40_train.ipynb #c006
@@ -69,7 +71,7 @@ class Trainer:
                  scheduler=None, # stepped once per epoch
                  evaluate:Callable|None=None, # evaluate(model) -> dict of metrics, each epoch, in eval mode
                  monitor:str|None=None, # metric of `evaluate` that selects best.pt
-                 mode:str='max', # whether a larger or smaller `monitor` is better
+                 mode:str='max', # 'max' / 'min': a larger / smaller `monitor` is better (first best kept); 'max_last' / 'min_last': ties too
                  out_dir=None, # where history.csv, last.pt, best.pt go (None: nothing written)
                  device='auto', # 'auto', 'cpu', 'cuda', ...
                  amp:bool=True, # autocast to bf16/fp16 where the device supports it natively (precision None only)
@@ -116,15 +118,41 @@ Trainer._wrap = _wrap
 Trainer.module = property(lambda self: self.model, doc='The unwrapped model (what checkpoints hold).')
 
 # %% ../nbs/40_train.ipynb #c014
+_F = nn.functional
+_FP32_OPS = {_F.batch_norm, _F.layer_norm, _F.group_norm, _F.instance_norm, _F.softmax, _F.log_softmax, torch.softmax,
+             torch.log_softmax, torch.Tensor.softmax, torch.Tensor.log_softmax, _F.cross_entropy, _F.nll_loss,
+             _F.binary_cross_entropy, _F.binary_cross_entropy_with_logits, _F.kl_div, _F.mse_loss, _F.l1_loss,
+             _F.smooth_l1_loss, _F.cosine_similarity, _F.normalize}
+
+class _Fp32Ops(torch.overrides.TorchFunctionMode):
+    "Inputs of normalisation layers, softmax and losses cast to fp32 (what autocast leaves in bf16 / fp16 on the CPU)."
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _FP32_OPS:
+            up = lambda a: a.float() if isinstance(a, torch.Tensor) and a.dtype in (torch.bfloat16, torch.float16) else a
+            args, kwargs = tuple(up(a) for a in args), {k: up(v) for k, v in kwargs.items()}
+        return func(*args, **kwargs)
+
+@contextlib.contextmanager
+def mixed_precision(device_type:str, # 'cpu', 'cuda', ...
+                    dtype:torch.dtype|None, # the autocast dtype (`autocast_dtype`); None: fp32 (autocast off inside)
+                   ):
+    "soundlab's mixed precision: autocast to `dtype`, with normalisation, softmax and losses kept in fp32."
+    if dtype is None:
+        with torch.autocast(device_type, enabled=False): yield
+        return
+    with torch.autocast(device_type, dtype=dtype), _Fp32Ops(): yield
+
 def autocast(self:Trainer):
-    "The mixed-precision context of this trainer (a no-op when amp is off or unsupported)."
-    return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
+    "The mixed-precision context of this trainer (`mixed_precision`; fp32 when amp is off or unsupported)."
+    return mixed_precision(self.device.type, self.amp_dtype)
 Trainer.autocast = autocast
 
 def _is_better(self:Trainer, value) -> bool:
     if value is None or (isinstance(value, float) and math.isnan(value)): return False
     if self.best is None: return True
-    return value > self.best if self.mode == 'max' else value < self.best
+    if self.mode.endswith('_last') and value == self.best: return True  # a tie counts too: the last best epoch is kept
+    return value > self.best if self.mode.startswith('max') else value < self.best
 Trainer._is_better = _is_better
 
 # %% ../nbs/40_train.ipynb #c016
@@ -132,7 +160,7 @@ def state_dict(self:Trainer) -> dict:
     return {'model': self.model.state_dict(), 'optimizer': self.opt.state_dict(),
             'scheduler': self.sched.state_dict() if self.sched else None,
             'scaler': self.scaler.state_dict() if self.scaler else None,
-            'epoch': self.epoch, 'history': self.history, 'best': self.best, 'seed': self.seed, 'run_config': self.run_config}
+            'epoch': self.epoch, 'global_step': self.global_step, 'history': self.history, 'best': self.best, 'seed': self.seed, 'run_config': self.run_config}
 Trainer.state_dict = state_dict
 
 def load_state_dict(self:Trainer, state:dict):
@@ -144,13 +172,14 @@ def load_state_dict(self:Trainer, state:dict):
     if self.sched and state.get('scheduler'): self.sched.load_state_dict(state['scheduler'])
     if self.scaler and state.get('scaler'): self.scaler.load_state_dict(state['scaler'])
     self.epoch, self.history, self.best = state['epoch'], list(state['history']), state['best']
+    self.global_step = state.get('global_step', 0)  # optimizer steps so far: TensorBoard's x axis
 Trainer.load_state_dict = load_state_dict
 
 # %% ../nbs/40_train.ipynb #c018
 def train_epoch(self:Trainer, loader) -> dict:
     "Run one epoch of `self.step` over `loader`; return the mean of every logged scalar."
     self.model.train()
-    sums, n = {}, 0
+    sums, n, t0 = {}, 0, time.time()
     bar = tqdm(loader, desc=f'{self.desc} {self.epoch+1}', leave=False, disable=not (self.progress and dist.is_main()), mininterval=2)
     for batch in bar:
         batch = to_device(batch, self.device, self.channels_last)
@@ -163,9 +192,11 @@ def train_epoch(self:Trainer, loader) -> dict:
         if self.grad_clip: nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         if self.scaler: self.scaler.step(self.opt); self.scaler.update()
         else: self.opt.step()
-        for k, v in logs.items(): sums[k] = sums.get(k, 0.) + float(v.detach() if torch.is_tensor(v) else v)
+        logs = self._log_step(logs, batch, first=n == 0)  # TensorBoard (rank 0); board items leave the logs
+        for k, v in logs.items(): sums[k] = sums.get(k, 0.) + v
         n += 1
         bar.set_postfix(loss=f'{sums["loss"]/n:.4f}', refresh=False)
+    self._train_seconds = time.time() - t0
     return {f'train_{k}': v for k, v in dist.all_mean({k: v / max(n, 1) for k, v in sums.items()}, n).items()}
 Trainer.train_epoch = train_epoch
 
@@ -177,24 +208,30 @@ def fit(self:Trainer, loader, # the training DataLoader (build it with generator
     "Train up to `epochs`; return the history as a DataFrame."
     last = self.out_dir/'last.pt' if self.out_dir else None
     if resume and last is not None and last.exists() and (state := self._resume_state(last)): self.load_state_dict(state)
+    training = self.epoch < epochs
+    if training: self._board_open()  # TensorBoard event file of this fit (rank 0, unless switched off)
     for epoch in range(self.epoch, epochs):
         s = epoch_seed(self.seed, epoch) + self.rank  # ranks augment differently; `loader` shards one shared order
         seed_everything(s); self.generator.manual_seed(s)
         t0 = time.time()
         row = {'epoch': epoch + 1, 'lr': self.opt.param_groups[0]['lr'], **self.train_epoch(loader)}
         if self.sched: self.sched.step()
+        items = {}
         if self.evaluate:
             self.model.eval()
-            with torch.no_grad(), self.autocast(): row.update(dist.broadcast(self.evaluate(self.model)))
+            with torch.no_grad(), self.autocast(): metrics, items = split_items(self.evaluate(self.model))
+            row.update(dist.broadcast(metrics))
         row['seconds'] = time.time() - t0
         self.epoch = epoch + 1; self.history.append(row)
         improved = self.monitor is not None and self._is_better(row.get(self.monitor))
         if improved: self.best = row[self.monitor]
+        self._log_epoch(row, items)  # flushed before last.pt: a run killed in between redoes (and re-logs) the epoch
         if self.out_dir and dist.is_main():
             self.write_history()
             if improved: save_checkpoint(self.out_dir/'best.pt', {'model': self.model.state_dict(), 'epoch': self.epoch, 'metrics': row})
             save_checkpoint(last, self.state_dict())
         dist.barrier()  # every rank sees this epoch's files before going on
+    if training: self._board_close()
     return pd.DataFrame(self.history)
 Trainer.fit = fit
 
@@ -212,6 +249,169 @@ def write_history(self:Trainer):
     if not dist.is_main(): return
     with atomic_write(self.out_dir/'history.csv', suffix='.csv') as tmp: pd.DataFrame(self.history).to_csv(tmp, index=False)
 Trainer.write_history = write_history
+
+# %% ../nbs/40_train.ipynb #tb01
+def _np(x) -> np.ndarray: return x.detach().float().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
+
+@dataclass
+class Confusion:
+    "Board item: the confusion matrix of class predictions, as an image (row-normalised colours)."
+    y_true:object # (N,) true class indices
+    y_pred:object # (N,) predicted class indices (or (N, C) scores: their argmax)
+    labels:list|None=None # class names (default 0..C-1)
+    def write(self, w, tag:str, step:int):
+        yt, yp = _np(self.y_true).astype(int).ravel(), _np(self.y_pred)
+        yp = (yp.argmax(1) if yp.ndim > 1 else yp).astype(int).ravel()
+        n = len(self.labels) if self.labels is not None else int(max(yt.max(initial=0), yp.max(initial=0))) + 1
+        cm = np.zeros((n, n), dtype=int); np.add.at(cm, (yt, yp), 1)
+        w.add_image(tag, _confusion_image(cm, [str(c) for c in (self.labels if self.labels is not None else range(n))]), step, dataformats='HWC')
+
+def _confusion_image(cm:np.ndarray, names:list) -> np.ndarray:
+    "(H, W, 3) uint8 picture of row-normalised counts. Plain matplotlib, not `plots.plot_confusion`'s seaborn: 3x cheaper, and it runs every evaluation."
+    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    n, frac = len(cm), cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig = Figure(figsize=(1 + .45 * n, .8 + .45 * n) if n <= 20 else (2 + .15 * n, 2 + .15 * n), dpi=100)
+    ax = fig.add_subplot(); ax.imshow(frac, cmap='Blues', vmin=0, vmax=1)
+    for i, j in np.ndindex(*cm.shape) if n <= 20 else ():  # fractions in the cells up to 20 classes; colours only beyond
+        ax.text(j, i, f'{frac[i, j]:.2f}', ha='center', va='center', fontsize=7, color='white' if frac[i, j] > .5 else 'black')
+    ax.set_xticks(range(n), names, rotation=90, fontsize=7); ax.set_yticks(range(n), names, fontsize=7); ax.set(xlabel='predicted', ylabel='true')
+    fig.tight_layout(); canvas = FigureCanvasAgg(fig); canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+@dataclass
+class Embedding:
+    "Board item: embeddings for TensorBoard's projector, with label columns (class, metadata, ...)."
+    x:object # (N, D)
+    labels:dict|None=None # {column: N values}, e.g. {'class': [...], 'sex': [...]}
+    max_points:int=2000 # the first ones are kept (the projector slows down beyond a few thousand)
+    def write(self, w, tag:str, step:int):
+        x = torch.from_numpy(_np(self.x).reshape(len(self.x), -1)[:self.max_points])
+        cols = {k: [str(v) for v in list(_np(vals))[:len(x)]] for k, vals in (self.labels or {}).items()}
+        meta = [list(r) for r in zip(*cols.values())] if len(cols) > 1 else next(iter(cols.values()), None)
+        w.add_embedding(x, metadata=meta, metadata_header=list(cols) if len(cols) > 1 else None, tag=tag, global_step=step)
+
+@dataclass
+class Audio:
+    "Board item: a few short clips (e.g. augmented views), from waveforms or through `to_wave`."
+    x:object # (n, T) waveforms, or items `to_wave` turns into one waveform each
+    sample_rate:int
+    to_wave:Callable|None=None # one item of `x` -> (T,) waveform (e.g. a log-mel inverted by Griffin-Lim)
+    max_clips:int=2; max_seconds:float=4. # kept small: event files stay light
+    def write(self, w, tag:str, step:int):
+        for i in range(min(len(self.x), self.max_clips)):
+            wave = torch.from_numpy(_np(self.to_wave(self.x[i]) if self.to_wave else self.x[i]).ravel().copy())
+            wave = wave[:int(self.max_seconds * self.sample_rate)].float()
+            w.add_audio(f'{tag}/{i}', wave / wave.abs().max().clamp_min(1e-8), step, sample_rate=self.sample_rate)  # peak 1
+
+BOARD_ITEMS = (Confusion, Embedding, Audio)
+
+def split_items(d:dict) -> tuple[dict, dict]:
+    "(scalars, board items) of a step's or an evaluation's dict."
+    return ({k: v for k, v in d.items() if not isinstance(v, BOARD_ITEMS)}, {k: v for k, v in d.items() if isinstance(v, BOARD_ITEMS)})
+
+# %% ../nbs/40_train.ipynb #tb02
+def memory_mb(device=None) -> dict:
+    "This process's peak (and current, on Linux) resident memory in MiB; on CUDA the peak allocated since the last call and the reserved memory."
+    out = {}
+    try: import resource; out['cpu_peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == 'darwin' else 2**10)
+    except ImportError: pass  # Windows
+    if os.path.exists('/proc/self/statm'): out['cpu_rss_mb'] = int(Path('/proc/self/statm').read_text().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+    if device is not None and torch.device(device).type == 'cuda':
+        out |= {'gpu_peak_allocated_mb': torch.cuda.max_memory_allocated(device) / 2**20, 'gpu_reserved_mb': torch.cuda.memory_reserved(device) / 2**20}
+        torch.cuda.reset_peak_memory_stats(device)
+    return out
+
+def _flat(d:dict, pre:str='') -> dict:
+    "Nested settings as one level of TensorBoard hparams (bool, int, float, str)."
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict): out |= _flat(v, f'{pre}{k}.')
+        else: out[f'{pre}{k}'] = v if isinstance(v, (bool, int, float, str)) else str(v)
+    return out
+
+class Board:
+    "The TensorBoard writer of one fit (rank 0 only); without a folder, or on another rank, every call does nothing."
+    def __init__(self, log_dir=None, # folder of the event files (None: off)
+                 purge_step:int|None=None): # events logged at this step or later by an earlier (interrupted) writer are dropped
+        self.writer = None
+        if log_dir is not None and dist.is_main():
+            from torch.utils.tensorboard import SummaryWriter  # needs the `tensorboard` package
+            self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
+    def __bool__(self): return self.writer is not None
+    def scalars(self, d:dict, step:int, prefix:str=''):
+        "Every number of `d` as `prefix + name` at `step` (other values are skipped)."
+        if self.writer is None: return
+        for k, v in d.items():
+            if torch.is_tensor(v) and v.numel() == 1: v = v.item()
+            if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool): self.writer.add_scalar(prefix + k, float(v), step)
+    def item(self, tag:str, item, step:int):
+        if self.writer is not None: item.write(self.writer, tag, step)
+    def hparams(self, hp:dict, metrics:dict, step:int):
+        "The run's settings with its final metrics (TensorBoard's HPARAMS tab; the metrics as `hparams/*` scalars)."
+        if self.writer is None: return
+        from torch.utils.tensorboard.summary import hparams
+        metrics = {f'hparams/{k}': float(v) for k, v in metrics.items() if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
+        for s in hparams(_flat(hp), metrics): self.writer._get_file_writer().add_summary(s, step)
+        self.scalars(metrics, step)
+    def flush(self):
+        if self.writer is not None: self.writer.flush()
+    def close(self):
+        if self.writer is not None: self.writer.close()
+
+# %% ../nbs/40_train.ipynb #tb04
+Trainer.tensorboard = None # None: on unless $SOUNDLAB_TENSORBOARD is 0/false/off; True/False to choose per trainer
+Trainer.global_step = 0 # optimizer steps so far (kept in last.pt)
+Trainer.board = Board() # off until `fit` opens the run's writer
+
+def _board_open(self:Trainer):
+    on = self.tensorboard
+    if on is None: on = os.environ.get('SOUNDLAB_TENSORBOARD', '1').strip().lower() not in ('0', 'false', 'off', 'no', '')
+    self._samples = 0
+    self.board = Board(self.out_dir if on and self.out_dir else None, purge_step=self.global_step + 1)
+
+def _log_step(self:Trainer, logs:dict, batch, first:bool) -> dict:
+    "Count the step and its items; its scalars (and at an epoch's first step its board items) to TensorBoard; the scalars as floats."
+    logs, items = split_items(logs)
+    logs = {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in logs.items()}
+    self.global_step += 1
+    self._samples = getattr(self, '_samples', 0) + next((len(t) for t in _tensors(batch)), 0)
+    if self.board:
+        self.board.scalars(logs | {'lr': self.opt.param_groups[0]['lr']}, self.global_step, 'step/')
+        if first:
+            for k, v in items.items(): self.board.item(f'train/{k}', v, self.global_step)
+    return logs
+
+def _tensors(b):
+    if torch.is_tensor(b): yield b
+    elif isinstance(b, dict): yield from (t for v in b.values() for t in _tensors(v))
+    elif isinstance(b, (list, tuple)): yield from (t for v in b for t in _tensors(v))
+
+def _log_epoch(self:Trainer, row:dict, items:dict):
+    "The epoch's history row, throughput, memory and evaluation board items at its last step; flushed."
+    if not self.board: return
+    s = self.global_step
+    self.board.scalars(row, s, 'epoch/')
+    self.board.scalars({'samples_per_s': self._samples * self.world_size / max(getattr(self, '_train_seconds', 0.), 1e-9)}, s, 'perf/')
+    self.board.scalars(memory_mb(self.device), s, 'memory/')
+    for k, v in items.items(): self.board.item(f'eval/{k}', v, s)
+    self._samples = 0; self.board.flush()
+
+def _board_close(self:Trainer):
+    "hparams (the run's settings, its final metrics) once the fit has trained; close the file."
+    if self.board and self.history:
+        final = {k: v for k, v in self.history[-1].items() if k not in ('epoch', 'lr', 'seconds')}
+        if self.monitor is not None and self.best is not None: final[f'best_{self.monitor}'] = self.best
+        hp = {'desc': self.desc, 'seed': self.seed, 'precision': str(self.precision), 'world_size': self.world_size,
+              'epochs': self.epoch} | (self.run_config or {})
+        self.board.hparams(hp, final, self.global_step)
+    self.board.close()
+
+def _trainer_log(self:Trainer, tag:str, item):
+    "Write a board item (`Confusion`, `Embedding`, `Audio`) to this run's TensorBoard files at the current step (e.g. after `fit`)."
+    if self.board: self.board.item(tag, item, self.global_step); self.board.flush()
+
+Trainer._board_open, Trainer._log_step, Trainer._log_epoch, Trainer._board_close, Trainer.log = _board_open, _log_step, _log_epoch, _board_close, _trainer_log
 
 # %% ../nbs/40_train.ipynb #pr04
 def seed_precision(amp:bool, # the recipe's switch: False is fp32 on every device
@@ -318,7 +518,7 @@ def predict(model:nn.Module, loader, fn:Callable, # fn(model, batch) -> Tensor o
     device = get_device(device); dtype = autocast_dtype(device, precision)
     model.eval(); outs = []
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with mixed_precision(device.type, dtype):
             out = fn(model, to_device(batch, device, channels_last))
         outs.append({k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in out.items()} if isinstance(out, dict)
                     else (out.float().cpu() if out.is_floating_point() else out.cpu()))

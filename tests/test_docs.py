@@ -34,6 +34,8 @@ def test_library_page_has_api_prose_and_tests(site):
     assert 'Train up to' in html                                              # a docstring
     assert 'test_eq' in html                                                  # the notebook's tests, as code
     assert '#| export' not in html and '#| hide' not in html                  # nbdev directives are not shown
+    if (REPO / 'figures' / 'tensorboard_scalars.png').exists():               # make docs-check's TensorBoard screenshot
+        assert html.count('<img') >= 1 and 'tensorboard_scalars.png' not in html.split('<img', 1)[1][:300]  # embedded, not a dead link
 
 def test_result_page_from_executed_copy(site):
     html = (site[0] / 'run_icbhi.html').read_text()

@@ -54,7 +54,7 @@ PROBE = textwrap.dedent('''
         def __init__(self): super().__init__(); self.fc = nn.Linear(128, 2)
         def forward(self, x): return self.fc(x.mean(1))
     torch.manual_seed(0); tracemalloc.start(); t = time.time()
-    df = tag(sys.argv[1], Tiny(), ['a', 'b'], window=10., hop=10., batch_size=4, progress=False)
+    df = tag(sys.argv[1], Tiny(), ['a', 'b'], window=10., hop=10., batch_size=4, progress=False, norm=None)  # raw fbank
     print(json.dumps(dict(windows=len(df) - 1, seconds=time.time() - t, traced_peak=tracemalloc.get_traced_memory()[1],
                           max_rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)))
 ''')

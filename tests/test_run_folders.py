@@ -28,9 +28,9 @@ def test_respiratory(tmp_path):
 
 def test_ast(tmp_path):  # every field of the run's method counts (other methods' own fields rightly do not)
     _check(A.ast_config('smoke', 'vocalsound', method='mscl', out_dir=str(tmp_path)), lambda c: A.run_dir(c, 'fold1'),
-           RUN_IGNORE + ('folds', 'features', 'lazy_cache') + A._PM_KEYS)
+           RUN_IGNORE + ('folds', 'features', 'lazy_cache', 'allow_synthetic') + A._PM_KEYS)
     _check(A.ast_config('smoke', 'vocalsound', method='patchmix', out_dir=str(tmp_path)), lambda c: A.run_dir(c, 'fold1'),
-           RUN_IGNORE + ('folds', 'features', 'lazy_cache') + tuple(k for k in A._MSCL_KEYS if k != 'tau'))
+           RUN_IGNORE + ('folds', 'features', 'lazy_cache', 'allow_synthetic') + tuple(k for k in A._MSCL_KEYS if k != 'tau'))
     ce = A.ast_config('smoke', 'vocalsound', out_dir=str(tmp_path))
     assert A.run_dir(replace(ce, lam=0.1), 'x') == A.run_dir(ce, 'x') != A.run_dir(replace(ce, amp=not ce.amp), 'x')
 

@@ -20,7 +20,8 @@ RUNS = [('run_icbhi', dict(method='mscl', preset='demo'), 'mscl'),
         ('run_fewshot', dict(preset='demo'), 'demo'),
         ('run_speechcommands', dict(preset='demo'), 'demo'),
         ('run_vocalsound', dict(preset='demo'), 'demo'),
-        ('run_cross', dict(preset='demo'), 'demo')]
+        ('run_cross', dict(preset='demo'), 'demo'),
+        ('run_probe', dict(preset='demo'), 'demo')]
 
 def figure_jobs(fig_dir=REPO / 'figures', state_dir=REPO / '_proc' / 'figures', only=None, preset='demo') -> list:
     "`soundlab.sweep.run_job` jobs, one per result notebook; outputs into `fig_dir`, logs under `state_dir`/runs/."

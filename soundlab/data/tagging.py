@@ -15,7 +15,7 @@ from torch.utils.data import Dataset, DataLoader
 from tqdm.auto import tqdm
 from ..core import SoundlabError, DatasetError, atomic_write
 from ..audio import audio_info, load_audio
-from ..features import KaldiFbank, FeatureCache, feature_key
+from ..features import KaldiFbank, FbankNorm, FeatureCache, feature_key
 from ..augment import SpecAugment
 from ..streaming import check_features, BatchKaldiFbank, TaggingFrontend, DatafileIndex
 from .core import Record, BadFiles, bad_files, segment_problem
@@ -116,13 +116,14 @@ class TaggingDataset(Dataset):
     def __init__(self, records, # `Record`s (labels: index or list of indices), or a datafile path (then give `label_csv`)
                  n_classes:int|None=None, # number of classes (default: length of `label_csv`)
                  label_csv=None, # class_labels_indices.csv, needed when `records` is a datafile
-                 frontend:KaldiFbank|None=None, # default KaldiFbank(mean=None, std=None): normalising happens here
+                 frontend:KaldiFbank|None=None, # default KaldiFbank() (raw): normalising happens here, after SpecAugment
                  target_length:int=1024, # frames after zero-padding / cutting (AST: 1024 AudioSet, 512 ESC-50, 128 SC)
                  freqm:int=0, timem:int=0, # SpecAugment: max width of the frequency / time stripe (0: none)
                  mixup:float=0., # share of training items that are mixed with a random other item
                  mix_alpha:float=10., # lam ~ Beta(mix_alpha, mix_alpha)
                  noise:bool=False, # the seeds' fbank noise + time roll
-                 norm_mean:float|None=AUDIOSET_MEAN, norm_std:float=AUDIOSET_STD, # dataset statistics (None: skip)
+                 norm:FbankNorm|None=None, # the model family's rule with the dataset's statistics (e.g. AST_NORM.with_stats(m, s)); None: raw
+                 roll:int=0, # training: circular time roll by randint(0, roll) frames after normalising (VocalSound's baseline: 1024)
                  train:bool=True, # apply mixup / SpecAugment / noise
                  cache=None, # a FeatureCache (or a folder for one) for un-mixed fbanks; None: no cache
                  split:str='train', # split name of the records when read from a datafile
@@ -141,10 +142,11 @@ class TaggingDataset(Dataset):
         self.records = records if isinstance(records, DatafileIndex) else list(records)  # an index stays numpy arrays
         self.n_classes, self.bad, self.features = n_classes, bad_files(on_bad_file), check_features(features)
         self.stereo = stereo
-        self.frontend = frontend if frontend is not None else KaldiFbank(mean=None, std=None)
+        self.frontend = frontend if frontend is not None else KaldiFbank()
         self.sample_rate = self.frontend.config()['sample_rate']
         self.target_length, self.freqm, self.timem, self.mixup, self.mix_alpha = target_length, freqm, timem, mixup, mix_alpha
-        self.noise, self.norm_mean, self.norm_std, self.train = noise, norm_mean, norm_std, train
+        if norm is not None and not isinstance(norm, FbankNorm): raise TypeError(f'norm must be a soundlab.features.FbankNorm or None, got {norm!r}')
+        self.noise, self.norm, self.roll, self.train = noise, norm, int(roll), train
         if features != 'cache': cache = None  # stream / device: nothing stored
         self.cache = cache if cache is None or isinstance(cache, FeatureCache) else FeatureCache(cache)
         if cache_dtype not in ('float32', 'float16'): raise ValueError(f"cache_dtype must be 'float32' or 'float16', got {cache_dtype!r}")
@@ -158,13 +160,14 @@ class TaggingDataset(Dataset):
 
 # %% ../../nbs/16_data.tagging.ipynb #c028
 def _tg_waveform(self:TaggingDataset, i:int) -> torch.Tensor:
-    "Record `i` decoded at the frontend's rate, one channel (see `stereo`), mean removed."
+    "Record `i` decoded at the frontend's rate, one channel (see `stereo`); the front end removes its mean (once, as the seeds)."
     r = self.records[i]; self.n_decoded += 1
     dur = r.duration if r.duration is not None and math.isfinite(r.duration) else None
     cap = None if self.features == 'cache' else self.window_samples  # stream / device: decode only what the fbank uses
     w, _ = load_audio(r.path, sr=self.sample_rate, offset=r.start, duration=dur, mono=self.stereo == 'mix', max_samples=cap)
-    if self.stereo == 'first': return (w - w.mean())[0]  # the seeds: waveform - waveform.mean(), then Kaldi's channel 0
-    return w - w.mean()
+    if self.stereo == 'first' and len(w) > 1: return (w - w.mean())[0]  # the seeds: the mean of every channel, then Kaldi's channel 0
+    return w[0] if self.stereo == 'first' else w  # a mono clip: KaldiFbank removes its mean, once (a second removal changes the rounding
+                                                  # that the log magnifies in weak bands: up to 1.3e-3 on the raw fbank)
 
 @torch.no_grad()
 def _tg_fbank(self:TaggingDataset, w:torch.Tensor) -> torch.Tensor:
@@ -178,7 +181,7 @@ TaggingDataset.waveform, TaggingDataset.fbank = _tg_waveform, _tg_fbank
 def _tg_key(self:TaggingDataset, i:int) -> str:
     r = self.records[i]
     return feature_key(r.path, r.start, r.end if math.isfinite(r.duration) else None,
-                       dict(frontend=self.frontend.config(), target_length=self.target_length, mono=True, demean=True)
+                       dict(frontend=self.frontend.config(), target_length=self.target_length, mono=True, demean='once')
                        | ({'stereo': self.stereo} if self.stereo != 'mix' else {})  # 'mix' keeps the earlier cache keys
                        | ({'dtype': 'float16'} if self.cache_dtype == 'float16' else {}))
 
@@ -196,19 +199,18 @@ def _tg_checked(self:TaggingDataset, i:int) -> tuple:
     except SoundlabError as e:
         if self.bad.policy == 'raise': raise
         return None, e.problem
-    if why := segment_problem(w): return None, why  # the SegmentDataset checks: one definition of a bad clip
+    if why := segment_problem(w - w.mean()): return None, why  # the SegmentDataset checks: one definition of a bad clip
     x = self.fbank(w)
     return (None, why) if (why := segment_problem(w, x)) else (x, None)
 TaggingDataset.checked = _tg_checked
 
 # %% ../../nbs/16_data.tagging.ipynb #c030
 def _tg_mixed_waveform(self:TaggingDataset, i:int, j:int) -> tuple:
-    "Waveform mixup of items i and j (j zero-padded / cut to i's length): (mixed waveform, mean removed; lam)."
-    w1, w2 = self.waveform(i), self.waveform(j)
+    "Waveform mixup of items i and j (each mean-removed; j zero-padded / cut to i's length): (mixed waveform, lam); the front end removes its mean."
+    w1, w2 = self.waveform(i), self.waveform(j); w1, w2 = w1 - w1.mean(), w2 - w2.mean()
     w2 = F.pad(w2, (0, len(w1) - len(w2))) if len(w2) < len(w1) else w2[:len(w1)]
     lam = float(torch.distributions.Beta(self.mix_alpha, self.mix_alpha).sample()) # torch's global RNG: seeded by the Trainer
-    w = lam * w1 + (1 - lam) * w2
-    return w - w.mean(), lam
+    return lam * w1 + (1 - lam) * w2, lam
 
 def _tg_mixed(self:TaggingDataset, i:int, j:int) -> tuple:
     "Waveform mixup of items i and j: (fbank, lam)."
@@ -230,10 +232,11 @@ def _tg_getitem(self:TaggingDataset, i:int) -> dict:
         y = lam * y + (1 - lam) * multi_hot(self.records[j].labels, self.n_classes)
     else: x = self.clean(i)
     if self.train: x = self.specaug(x)
-    if self.norm_mean is not None: x = (x - self.norm_mean) / (2 * self.norm_std)
+    if self.norm is not None: x = self.norm(x)
     if self.train and self.noise:
         x = x + torch.rand(x.shape) * torch.rand(()) / 10
         x = torch.roll(x, int(torch.randint(-10, 10, ())), 0)
+    if self.train and self.roll: x = torch.roll(x, int(torch.randint(0, self.roll, ())), 0)
     return dict(x=x.float(), y=y, id=r.id, index=i)
 TaggingDataset.__getitem__ = _tg_getitem
 
@@ -299,7 +302,7 @@ def _tg_device_item(self:TaggingDataset, i:int, r:Record, y:torch.Tensor) -> dic
         w, lam = self.mixed_waveform(i, j)
         y = lam * y + (1 - lam) * multi_hot(self.records[j].labels, self.n_classes)
     else: w = self.waveform(i)
-    w, L = w - w.mean(), self.window_samples  # KaldiFbank's own mean removal
+    w, L = w - w.mean(), self.window_samples  # KaldiFbank's mean removal (BatchKaldiFbank removes only each frame's)
     n = min(len(w), L)
     return dict(wav=F.pad(w[:L], (0, L - n)), n=n, y=y, id=r.id, index=i)
 

@@ -4,18 +4,20 @@
 
 # %% ../../nbs/23_models.ast.ipynb #c003
 from __future__ import annotations
-import math, os
+import math
 from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
 import timm
 from timm.layers import trunc_normal_
-from ..core import SoundlabError, UnsafeFileError, data_dir, load_torch_file
+from ..core import SoundlabError, UnsafeFileError, load_torch_file
+from ..hub import CATALOGUE, HubError, MissingWeightsError, cached, pretrained_dir, resolve
+from ..features import FbankNorm
 
 # %% auto #0
-__all__ = ['AST_SIZES', 'PATCH', 'AUDIOSET_FILE', 'ast_grid', 'MissingWeightsError', 'pretrained_dir', 'imagenet_file',
-           'ASTModel', 'adapt_pos_embed', 'checkpoint_filter_fn', 'load_ast_weights']
+__all__ = ['AST_SIZES', 'PATCH', 'AUDIOSET_FILE', 'AST_NORM', 'ast_grid', 'imagenet_file', 'pretrained_file', 'ASTModel',
+           'adapt_pos_embed', 'checkpoint_filter_fn', 'load_ast_weights']
 
 # %% ../../nbs/23_models.ast.ipynb #c006
 AST_SIZES = {'tiny224': 'deit_tiny_distilled_patch16_224', 'small224': 'deit_small_distilled_patch16_224',
@@ -31,30 +33,30 @@ def ast_grid(fstride:int=10, tstride:int=10, # patch strides along frequency and
     return (input_fdim - PATCH) // fstride + 1, (input_tdim - PATCH) // tstride + 1
 
 # %% ../../nbs/23_models.ast.ipynb #c010
-AUDIOSET_FILE = 'audioset_10_10_0.4593.pth'  # the seed's AudioSet checkpoint (0.459 mAP, weight averaging)
-
-class MissingWeightsError(SoundlabError):
-    "A pretrained-weights file that is not where it was asked for."
-
-def pretrained_dir() -> Path:
-    "The folder of pretrained weight files (`$SOUNDLAB_PRETRAINED` or `data_dir()/'pretrained'`)."
-    return Path(os.environ.get('SOUNDLAB_PRETRAINED', data_dir()/'pretrained'))
+AUDIOSET_FILE = CATALOGUE['ast_base384-audioset'].filename  # the seed's AudioSet checkpoint (0.459 mAP, weight averaging)
 
 def imagenet_file(model_size:str) -> Path:
-    "Where `imagenet_pretrain=True` looks for the ImageNet DeiT of `model_size` (`.pth`, else `.safetensors`)."
-    base = pretrained_dir()/AST_SIZES[model_size]
-    return next((p for p in (base.with_suffix('.pth'), base.with_suffix('.safetensors')) if p.is_file()), base.with_suffix('.pth'))
+    "Where `imagenet_pretrain=True` finds the ImageNet DeiT of `model_size`: a copy `hub.cached` finds, else where it downloads to."
+    rel = CATALOGUE[f'ast_{model_size}-imagenet']
+    return cached(rel) or pretrained_dir()/rel.filename
 
 # %% ../../nbs/23_models.ast.ipynb #c011
-def _weights_path(arg, default:Path, argname:str, what:str) -> Path|None:
-    "None for False/None; the file for True or a path; MissingWeightsError saying where to put it."
-    if arg is None or arg is False: return None
-    p = default if arg is True else Path(arg)
-    if not p.is_file():
-        raise MissingWeightsError(p, f'{what} not found. Put the file there (or set $SOUNDLAB_PRETRAINED to the folder '
-                                  f'holding it, or pass its path as {argname}=...); {argname}=False trains from scratch. '
-                                  'soundlab never downloads weights.')
-    return p
+def _weights_file(arg, # False/None/'' (none), True (the catalogue's `<model>-<tag>`), a catalogue name, a tag or a path
+                  tag:str, model:str, argname:str) -> Path|None:
+    "The weights file of a constructor argument, through `hub.resolve` (cached copy, else download)."
+    if arg is None or arg is False or arg == '': return None
+    try: return resolve(tag if arg is True else arg, model=model)
+    except HubError as e: raise type(e)(e.path, f'{e.problem}\n({argname}=False trains from scratch)') from None
+
+def pretrained_file(model_size:str, imagenet_pretrain, audioset_pretrain) -> Path|None:
+    "What `ASTModel` loads: the AudioSet model (with its ImageNet initialisation), else the ImageNet DeiT, else None."
+    name = f'ast_{model_size}'
+    p = _weights_file(audioset_pretrain, 'audioset', name, 'audioset_pretrain')
+    return p if p is not None else _weights_file(imagenet_pretrain, 'imagenet', name, 'imagenet_pretrain')
+
+# %% ../../nbs/23_models.ast.ipynb #an01
+AST_NORM = FbankNorm(-4.2677393, 4.5689974, 2.)  # AST's dataloader: (x - mean) / (2 * std), AudioSet's fbank statistics
+
 
 # %% ../../nbs/23_models.ast.ipynb #c014
 class ASTModel(nn.Module):
@@ -62,8 +64,8 @@ class ASTModel(nn.Module):
     def __init__(self, label_dim:int=527, # number of classes
                  fstride:int=10, tstride:int=10, # patch strides (16: no overlap; the paper: 10, overlap 6)
                  input_fdim:int=128, input_tdim:int=1024, # frequency bins, time frames (1024 = 10.24 s)
-                 imagenet_pretrain=True, # False, True (file in `pretrained_dir()`) or a path: timm's ImageNet DeiT
-                 audioset_pretrain=False, # False, True (`pretrained_dir()/AUDIOSET_FILE`) or a path: an AST checkpoint
+                 imagenet_pretrain=True, # False, True (the catalogue's `ast_<size>-imagenet`), a catalogue name or a path: timm's ImageNet DeiT
+                 audioset_pretrain=False, # False, True (`ast_base384-audioset`, the seed's), a catalogue name or a path: an AST checkpoint
                  model_size:str='base384', # 'tiny224', 'small224', 'base224' or 'base384'
                  fused_attn:bool=True, # PyTorch's fused scaled-dot-product attention (False: timm's explicit softmax)
                  src_grid:tuple|None=None, # (f, t) patch grid of the weights file; None: inferred (see `_source_grid`)
@@ -93,10 +95,7 @@ def _set_fused_attn(self:ASTModel, on:bool=True):
 
 def _load_pretrained(self:ASTModel, imagenet_pretrain, audioset_pretrain, src_grid=None):
     "Load the weights the constructor was asked for (the AudioSet model includes its ImageNet initialisation)."
-    p = _weights_path(audioset_pretrain, pretrained_dir()/AUDIOSET_FILE, 'audioset_pretrain', 'AST AudioSet checkpoint')
-    if p is None: p = _weights_path(imagenet_pretrain, imagenet_file(self.model_size), 'imagenet_pretrain',
-                                    f'ImageNet weights of {AST_SIZES[self.model_size]} (timm layout)')
-    if p is not None: load_ast_weights(self, p, src_grid)
+    if (p := pretrained_file(self.model_size, imagenet_pretrain, audioset_pretrain)) is not None: load_ast_weights(self, p, src_grid)
 ASTModel.set_fused_attn, ASTModel._load_pretrained = _set_fused_attn, _load_pretrained
 
 # %% ../../nbs/23_models.ast.ipynb #c018

@@ -12,11 +12,14 @@ import torch.nn.functional as F
 import timm
 from timm.models import adapt_input_conv
 from ..core import SoundlabError, load_torch_file
+from ..hub import HubError, resolve
+from ..features import FbankNorm
 
 # %% auto #0
-__all__ = ['IMAGE_SIZE', 'MODES', 'MIDDIM', 'MeanPooling', 'MHeadAttention', 'effnet_keys_to_timm', 'effnet_keys_to_pytorch',
-           'load_imagenet_weights', 'Conv2dStaticSame', 'make_static_same', 'EffNetAttention', 'load_psla_checkpoint',
-           'psla_config_of', 'psla_from_checkpoint', 'released_state_dict']
+__all__ = ['PSLA_NORM', 'IMAGE_SIZE', 'MODES', 'MIDDIM', 'MeanPooling', 'MHeadAttention', 'effnet_keys_to_timm',
+           'effnet_keys_to_pytorch', 'load_imagenet_weights', 'imagenet_weights', 'Conv2dStaticSame',
+           'make_static_same', 'EffNetAttention', 'load_psla_checkpoint', 'psla_config_of', 'psla_from_checkpoint',
+           'released_state_dict']
 
 # %% ../../nbs/24_models.psla.ipynb #c005
 def _init_layer(layer:nn.Linear):
@@ -105,7 +108,7 @@ def load_imagenet_weights(effnet:nn.Module, # a timm EfficientNet with one input
     path = Path(path)
     if stem not in ('sum', 'fresh'): raise ValueError(f"stem must be 'sum' or 'fresh', got {stem!r}")
     if not path.is_file():
-        raise SoundlabError(path, 'no such ImageNet weight file (pretrain= must name an existing EfficientNet checkpoint; nothing is downloaded)')
+        raise SoundlabError(path, 'no such ImageNet weight file (pretrain= takes a path, a catalogue name, or True for effnet_b<b>-imagenet)')
     try: sd = timm.models.load_state_dict(str(path))  # weights_only=True (timm's default) or safetensors
     except Exception as e: raise SoundlabError(path, f'cannot read ImageNet weights ({type(e).__name__}: {str(e)[:300]})') from None
     if '_conv_stem.weight' in sd: sd = effnet_keys_to_timm(sd, effnet)
@@ -115,6 +118,16 @@ def load_imagenet_weights(effnet:nn.Module, # a timm EfficientNet with one input
     try: effnet.load_state_dict(sd, strict=True)
     except RuntimeError as e: raise SoundlabError(path, f'weights do not fit this EfficientNet: {str(e)[:300]}') from None
     return effnet
+
+def imagenet_weights(pretrain, # None/False/'' (none), True or 'imagenet' (the catalogue's `effnet_b<b>-imagenet`), a name or a path
+                     b:int) -> Path|None:
+    "The ImageNet weights file `EffNetAttention(pretrain=...)` stands for, through `hub.resolve` (cached copy, else download)."
+    try: return resolve('imagenet' if pretrain is True else pretrain, model=f'effnet_b{b}')
+    except HubError as e: raise type(e)(e.path, f"{e.problem}\n(pretrain='' or None trains from scratch)") from None
+
+# %% ../../nbs/24_models.psla.ipynb #pn01
+PSLA_NORM = FbankNorm(-4.6476, 4.5699, 1.)  # PSLA's dataloader: (x - mean) / std, its run.sh statistics
+
 
 # %% ../../nbs/24_models.psla.ipynb #p004
 IMAGE_SIZE = {0: 224, 1: 240, 2: 260, 3: 300, 4: 380, 5: 456, 6: 528, 7: 600}  # efficientnet_pytorch's image size per variant
@@ -153,7 +166,7 @@ class EffNetAttention(nn.Module):
     "PSLA's tagger: EfficientNet-B`b` on the fbank, frequency pooled, attention pooling over time -> probabilities."
     def __init__(self, label_dim:int=527, # classes
                  b:int=2, # EfficientNet variant 0..7
-                 pretrain=None, # None/False: random init; a path: ImageNet weights file (see `load_imagenet_weights`)
+                 pretrain=None, # None/False: random init; True or 'imagenet': the seed's ImageNet file (`effnet_b<b>-imagenet`); a name or a path
                  head_num:int=4, # 0 mean pooling, 1 single-head attention, >1 multi-head attention
                  arch:str='tf_efficientnet_b{b}', # timm model name template
                  mode:str='reference', # 'reference': compute and train as the seed's model; 'timm': timm's padding/defaults
@@ -171,7 +184,7 @@ class EffNetAttention(nn.Module):
             for m in self.effnet.modules():
                 if isinstance(m, (nn.Conv2d, nn.BatchNorm2d)): m.reset_parameters()  # PyTorch's default init, as the seed's
                 if isinstance(m, nn.BatchNorm2d): m.momentum, m.eps = 0.01, 1e-3
-        if pretrain: load_imagenet_weights(self.effnet, pretrain, stem='fresh' if ref else 'sum')
+        if (p := imagenet_weights(pretrain, b)) is not None: load_imagenet_weights(self.effnet, p, stem='fresh' if ref else 'sum')
         self.embed_dim = self.effnet.num_features
         self.attention = MeanPooling(self.embed_dim, label_dim) if head_num == 0 else MHeadAttention(self.embed_dim, label_dim, head_num)
         if ref and head_num > 1: self.attention.att.reset_parameters(); self.attention.cla.reset_parameters()

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from .. import features
 from ..core import SoundlabError
+from ..hub import resolve
 from . import panns, ast, psla, sed, fewshot
 
 # %% auto #0
@@ -91,13 +92,13 @@ def model_family(name:str) -> str:
 
 def create_model(name:str, # a name of `list_models()`
                  n_classes:int|None=None, # None: `forward` gives the embedding; else class logits
-                 weights=None, # a weights file, loaded by the family's loader (see each family)
+                 weights=None, # a file, a catalogue name or a tag ('audioset', 'imagenet', ...): `hub.resolve`, then the family's loader
                  **kw, # the variant's arguments (strides, heads, input size, ...)
                 ) -> RegisteredModel:
-    "Build a registered model by name (timm's `create_model`), optionally loading a weights file."
+    "Build a registered model by name (timm's `create_model`), optionally loading weights named by a path, a catalogue name or a tag."
     model_family(name)  # a clear error for an unknown name
     model = _REGISTRY[name](n_classes=n_classes, **kw)
-    if weights is not None: model.load_weights(weights)
+    if (path := resolve(weights, model=name)) is not None: model.load_weights(path)
     return model
 
 # %% ../../nbs/25_models.registry.ipynb #r011
@@ -144,7 +145,7 @@ def _ast(size, n_classes=None, fstride:int=10, tstride:int=10, input_fdim:int=12
     net = ast.ASTModel(label_dim=n_classes or 1, fstride=fstride, tstride=tstride, input_fdim=input_fdim,
                        input_tdim=input_tdim, model_size=size, **kw)
     spec = InputSpec('KaldiFbank', (input_tdim, input_fdim), 'tf',
-                     dict(sample_rate=sample_rate, num_mel_bins=input_fdim, target_length=input_tdim))
+                     dict(sample_rate=sample_rate, num_mel_bins=input_fdim, target_length=input_tdim, **ast.AST_NORM.kw))  # AST's input rule
     return ASTRegModel(f'ast_{size}', net, net.embed_dim, spec, n_classes)
 
 @register_model(family='ast')
@@ -162,12 +163,26 @@ class PSLARegModel(RegisteredModel):
     def prepare(self, x): return _3d(x)
     def embed(self, x): return self.net.forward_features(self.prepare(x)).mean(1)
     def logits(self, x): return torch.logit(self.net(self.prepare(x)).float(), eps=1e-6)
-    def load_weights(self, path, **kw): psla.load_psla_checkpoint(self.net, path); return self
+    def load_weights(self, path, **kw):
+        if _imagenet_only(path): psla.load_imagenet_weights(self.net.effnet, path, stem='fresh' if self.net.mode == 'reference' else 'sum')
+        else:
+            if self.n_classes is None and (k := psla.psla_config_of(path)['label_dim']) != self.net.label_dim:  # an embedding model
+                h = self.net.head_num                                                                             # takes the file's head
+                self.net.attention = psla.MeanPooling(self.embed_dim, k) if h == 0 else psla.MHeadAttention(self.embed_dim, k, h)
+                self.net.label_dim = k
+            psla.load_psla_checkpoint(self.net, path)
+        return self
+
+def _imagenet_only(path) -> bool:
+    "Whether a readable weights file holds an EfficientNet alone (ImageNet weights: no PSLA attention heads)."
+    import timm
+    try: return not any('attention.' in k for k in timm.models.load_state_dict(str(path)))
+    except Exception: return False  # unreadable: `load_psla_checkpoint` says why
 
 def _effnet(b, n_classes=None, head_num:int=4, mode:str='reference', imagenet=None, input_fdim:int=128,
             sample_rate:int=16000, **kw):
     net = psla.EffNetAttention(label_dim=n_classes or 527, b=b, pretrain=imagenet, head_num=head_num, mode=mode, **kw)
-    spec = InputSpec('KaldiFbank', (None, input_fdim), 'tf', dict(sample_rate=sample_rate, num_mel_bins=input_fdim))
+    spec = InputSpec('KaldiFbank', (None, input_fdim), 'tf', dict(sample_rate=sample_rate, num_mel_bins=input_fdim, **psla.PSLA_NORM.kw))  # PSLA's input rule
     return PSLARegModel(f'effnet_b{b}', net, net.embed_dim, spec, n_classes)
 
 def _effnet_variant(b):

@@ -11,19 +11,21 @@ import numpy as np, pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from ..core import SoundlabError, DatasetError, data_dir, runs_root, get_device, seed_everything, run_config, run_folder
+from ..core import SoundlabError, DatasetError, data_dir, runs_root, get_device, seed_everything, run_config, run_folder, atomic_write
 from .. import dist
 from ..data.core import BadFiles
 from ..data.folder import prepare_folder, folder_folds
 from ..data.profile import profile_corpus, choose_settings, window_records, pool_windows, crop_weights
-from ..features import KaldiFbank, FeatureCache
+from ..data.download import ensure_dataset, recipe_data_root
+from ..features import KaldiFbank, FbankNorm, FeatureCache
 from ..data.tagging import TaggingDataset, fbank_stats, sample_weights
 from ..data.vocalsound import prepare_vocalsound, VS_CLASSES
 from ..data.esc50 import prepare_esc50, esc50_classes
 from ..data.speechcommands import prepare_speechcommands, SC_CLASSES
-from ..models.ast import ASTModel
+from ..models.ast import ASTModel, AST_NORM, pretrained_file
+from ..models.psla import PSLA_NORM, imagenet_weights
 from ..metrics import accuracy, mean_auc, mean_ap, confusion_df
-from ..train import Trainer, predict, load_checkpoint, seed_precision
+from ..train import Trainer, predict, load_checkpoint, seed_precision, Confusion, Embedding
 from ..streaming import check_features, with_frontend
 from ..augment import SpecAugment
 from ..models.panns import RespiratoryNet
@@ -33,9 +35,10 @@ from .respiratory import RespiratoryConfig, make_step as contrastive_step, linea
 
 # %% auto #0
 __all__ = ['TASKS', 'VS_META', 'PRESETS', 'ASTConfig', 'ast_config', 'corpus_root', 'task_splits', 'class_names', 'build_model',
-           'logits', 'make_step', 'make_optimizer', 'fbank_norm', 'datasets', 'run_key', 'run_dir', 'scores_of',
-           'metrics_of', 'clip_index', 'train_model', 'vocalsound_meta', 'train_mscl', 'run_esc50',
-           'run_speechcommands', 'group_accuracy', 'run_vocalsound', 'adapt_own', 'run_own', 'run_ast']
+           'check_weights', 'logits', 'make_step', 'make_optimizer', 'fbank_norm', 'datasets', 'train_loader',
+           'run_key', 'run_dir', 'scores_of', 'metrics_of', 'clip_index', 'train_model', 'vocalsound_meta',
+           'train_mscl', 'esc50_result', 'run_esc50', 'run_speechcommands', 'group_accuracy', 'run_vocalsound',
+           'adapt_own', 'run_own', 'run_ast']
 
 # %% ../../nbs/44_recipes.ast.ipynb #c006
 TASKS = ('vocalsound', 'esc50', 'speechcommands')
@@ -44,23 +47,33 @@ VS_META = ('gender', 'age', 'gender_age')  # M-SCL metadata tasks of VocalSound
 @dataclass
 class ASTConfig:
     task:str='esc50' # 'vocalsound', 'esc50' or 'speechcommands'
-    data_root:str='' # the corpus in its published layout; '' = the synthetic corpus (written on first use)
+    data_root:str='' # the corpus in its published layout; '' = the synthetic corpus (written on first use; see allow_synthetic)
+    download:bool=False # True: fetch the public dataset into data_root (default: data/<its folder>) unless it is there (soundlab.data.download)
+    allow_synthetic:bool=True # without data_root, train on the synthetic corpus (the paper presets: False, they stop instead)
     dataset:str='' # '': the task's published layout; 'folder' / 'csv': your own recordings at data_root (soundlab.data.folder;
                    # the task's preset gives the settings, `folds` the test folds, a multi-label datafile layout works too)
     model:str='ast' # 'ast' or 'psla' (PSLA's EfficientNet + attention, soundlab.models.psla)
     model_size:str='base384'; fstride:int=10; tstride:int=10 # AST
-    imagenet_pretrain:object=True; audioset_pretrain:object=False # False, True (pretrained_dir()) or a file
+    imagenet_pretrain:object=True; audioset_pretrain:object=False # False, True (the catalogue's file: ast_<size>-imagenet,
+                        # ast_base384-audioset; model='psla': effnet_b<b>-imagenet), a catalogue name or a path (soundlab.hub)
     effnet_b:int=2; head_num:int=4 # model='psla': EfficientNet-B`effnet_b`, attention heads
     psla_mode:str='timm' # model='psla': EffNetAttention mode ('reference': the seed's model; the paper presets)
     stereo:str='mix' # multi-channel clips: 'mix' (average) or 'first' (the seeds: demean, channel 0; the paper presets)
     target_length:int=512; num_mel_bins:int=128 # fbank frames (10 ms) and bins
     freqm:int=24; timem:int=96; mixup:float=0.; noise:bool=False # training augmentation
+    mix_alpha:float=10. # mixup: lam ~ Beta(mix_alpha, mix_alpha) (the seeds' np.random.beta(10, 10))
+    roll:int=0 # training: circular time roll by randint(0, roll) frames after normalising (VocalSound's baseline: 1024)
     norm_mean:float|None=None; norm_std:float|None=None # fbank statistics; None: measured on the training clips
+                                                        # (the formula is the model family's: see `norm_scale`)
     epochs:int=25; bs:int=48; lr:float=1e-5; wd:float=5e-7; betas:tuple=(0.95, 0.999)
     loss:str='CE' # 'CE' (soft-target cross-entropy) or 'BCE'
-    warmup:bool=False; warmup_steps:int=1000 # linear lr warm-up over the first steps
+    loss_input:str='logits' # what the loss is applied to: 'logits' (AST's; model='psla': logit of its probabilities)
+                            # or 'probs' (model='psla': its pooled probabilities themselves, as VocalSound's baseline)
+    warmup:bool=False; warmup_steps:int=1000; warmup_every:int=50 # the seed's warm-up: lr = lr * step / warmup_steps,
+                                                                  # set at every `warmup_every`-th step up to warmup_steps
     lrscheduler_start:int=5; lrscheduler_step:int=1; lrscheduler_decay:float=0.85 # lr x decay every step epochs from start
     bal:bool=False # draw training clips with PSLA's balanced-sampling weights
+    drop_last:bool=False # drop an incomplete last training batch (the seeds' DataLoaders keep it)
     folds:tuple=(1, 2, 3, 4, 5); esc10:bool=False # ESC-50: folds to run; the ESC-10 subset
     on_bad_file:str='raise' # 'raise' or 'skip' unreadable / missing clips (soundlab.data.core.BadFiles)
     eval_bs:int=64; num_workers:int=0
@@ -79,20 +92,37 @@ class ASTConfig:
     crop_hop:float=0.125; eval_windows:bool=False; eval_hop:float=0.5; pool:str='mean' # crops' grid (s); whole-clip evaluation as pooled windows
     choices:dict=field(default_factory=dict) # own data: what `adapt_own` chose (and which settings you gave)
     out_dir:str='' # runs; '' = data_dir()/runs
+    @property
+    def norm_scale(self) -> float:
+        "The model family's divisor of the fbank std: AST's `(x - mean) / (2 std)`, PSLA's EfficientNet `(x - mean) / std`."
+        return (PSLA_NORM if self.model == 'psla' else AST_NORM).scale
+    @property
+    def input_norm(self) -> FbankNorm|None:
+        "The input normalisation when the config gives its statistics (None: measured on the training clips)."
+        return None if self.norm_mean is None or self.norm_std is None else FbankNorm(self.norm_mean, self.norm_std, self.norm_scale)
+
 
 # %% ../../nbs/44_recipes.ast.ipynb #c007
-_SEED = dict(stereo='first', psla_mode='reference')  # the seeds' stereo handling and PSLA model
+_SEED = dict(stereo='first', psla_mode='reference', allow_synthetic=False)  # the seeds' stereo handling and PSLA model; real data only
 _PAPER_ESC = dict(_SEED, model_size='base384', fstride=10, tstride=10, imagenet_pretrain=True, audioset_pretrain=True, target_length=512,
                   freqm=24, timem=96, mixup=0., bs=48, lr=1e-5, epochs=25, loss='CE', norm_mean=-6.6268077, norm_std=5.358466)
 _PAPER_SC = dict(_SEED, model_size='base384', imagenet_pretrain=True, target_length=128, freqm=48, timem=48, mixup=0.6, noise=True,
                  bs=128, lr=2.5e-4, epochs=30, loss='BCE', norm_mean=-6.845978, norm_std=5.5654526)
-_PAPER_VS = dict(_SEED, model_size='base384', imagenet_pretrain=True, target_length=512, freqm=48, timem=192, mixup=0., bs=100, lr=1e-5,
-                 epochs=30, loss='CE', lrscheduler_decay=1., norm_mean=-3.05, norm_std=2.71)
+# VocalSound's own baseline (the VocalSound repository's src/run.sh): EfficientNet-B0, mean pooling, from scratch, its inputs
+# (x + 3.05) / 5.42 (EfficientNet rule: mean -3.05, std 5.42), train-time roll, CE on the pooled probabilities, constant lr
+_PAPER_VS = dict(_SEED, model='psla', effnet_b=0, head_num=0, imagenet_pretrain=False, audioset_pretrain=False, target_length=512,
+                 freqm=48, timem=192, mixup=0., roll=1024, bs=100, lr=1e-4, epochs=30, loss='CE', loss_input='probs',
+                 lrscheduler_start=10, lrscheduler_step=1, lrscheduler_decay=1., norm_mean=-3.05, norm_std=5.42, amp=False)
+# AST on VocalSound: VocalSound's data pipeline (inputs (x + 3.05) / 5.42 = AST rule with std 2.71, SpecAugment, roll, batch,
+# epochs, constant lr) with AST base384 as the AST README advises for a downstream task: ImageNet + AudioSet weights, 10x the CNN's lr
+_PAPER_AST_VS = dict(_SEED, model_size='base384', imagenet_pretrain=True, audioset_pretrain=True, target_length=512, freqm=48, timem=192, mixup=0., roll=1024,
+                     bs=100, lr=1e-5, epochs=30, loss='CE', lrscheduler_start=10, lrscheduler_decay=1., norm_mean=-3.05, norm_std=2.71)
 _DEMO = dict(model_size='tiny224', fstride=16, tstride=16, imagenet_pretrain=False, audioset_pretrain=False, lr=5e-4, bs=8,
-             warmup=True, warmup_steps=30, lrscheduler_start=8, lrscheduler_decay=0.85, mixup=0., noise=False, amp=False)
+             warmup=True, warmup_steps=30, warmup_every=1, lrscheduler_start=8, lrscheduler_decay=0.85, mixup=0., noise=False, amp=False)
 _SMOKE = dict(_DEMO, target_length=64, epochs=1, bs=4, freqm=8, timem=8, warmup_steps=2, eval_bs=16, epochs2=3)
 PRESETS = {
     'paper': dict(esc50=_PAPER_ESC, speechcommands=_PAPER_SC, vocalsound=_PAPER_VS),
+    'paper_ast': dict(vocalsound=_PAPER_AST_VS),
     'demo': dict(esc50=dict(_DEMO, target_length=128, freqm=24, timem=20, epochs=12, esc10=True,
                             synth=dict(categories='esc10', clips_per_class=10, duration=1.5, sample_rate=16000)),
                  # Speech Commands demo: PSLA's EfficientNet-B0 from scratch (an AST from scratch stays at chance on a few hundred
@@ -105,19 +135,24 @@ PRESETS = {
                   vocalsound=dict(_SMOKE, synth=dict(n_speakers=(2, 1, 2), durations=(0.6, 0.8)))),
 }
 
+
 # %% ../../nbs/44_recipes.ast.ipynb #c008
-def ast_config(preset:str='demo', # 'paper', 'demo' or 'smoke'
+def ast_config(preset:str='demo', # 'paper', 'paper_ast' (VocalSound with AST), 'demo' or 'smoke'
                task:str='esc50', # 'vocalsound', 'esc50' or 'speechcommands'
                **overrides) -> ASTConfig:
     "A config from a preset for `task` with every non-None override applied (papermill passes None for 'keep')."
     if preset not in PRESETS: raise ValueError(f'unknown preset {preset!r}; choose from {list(PRESETS)}')
     if task not in TASKS: raise ValueError(f'unknown task {task!r}; choose from {TASKS}')
+    if task not in PRESETS[preset]: raise ValueError(f'preset {preset!r} is for {list(PRESETS[preset])} only, not {task!r}')
     cfg = replace(ASTConfig(task=task), **PRESETS[preset][task])
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    cfg = replace(cfg, data_root=recipe_data_root(None if cfg.dataset else cfg.task, cfg.data_root, cfg.download))
     if cfg.model not in ('ast', 'psla'): raise ValueError(f"model must be 'ast' or 'psla', got {cfg.model!r}")
     if cfg.dataset not in ('', 'folder', 'csv'): raise ValueError(f"dataset must be '', 'folder' or 'csv', got {cfg.dataset!r}")
     if cfg.dataset and not cfg.data_root: raise ValueError(f'dataset={cfg.dataset!r} needs data_root: a CSV, class folders or datafiles')
     if cfg.loss not in ('CE', 'BCE'): raise ValueError(f"loss must be 'CE' or 'BCE', got {cfg.loss!r}")
+    if cfg.loss_input not in ('logits', 'probs') or (cfg.loss_input == 'probs' and cfg.model != 'psla'):
+        raise ValueError(f"loss_input must be 'logits' or (model 'psla', whose outputs are probabilities) 'probs', got {cfg.loss_input!r} with model {cfg.model!r}")
     check_features(cfg.features)
     if cfg.method not in ('ce', 'mscl', 'patchmix'): raise ValueError(f"method must be 'ce', 'mscl' or 'patchmix', got {cfg.method!r}")
     if cfg.method == 'patchmix' and cfg.model != 'ast':
@@ -132,8 +167,13 @@ def ast_config(preset:str='demo', # 'paper', 'demo' or 'smoke'
 _MAKERS = dict(vocalsound='make_vocalsound', esc50='make_esc50', speechcommands='make_speechcommands')
 
 def corpus_root(cfg:ASTConfig) -> Path:
-    "`data_root`, or the synthetic corpus of `cfg.synth` in the task's layout (written on first use, then reused)."
+    "`data_root` (fetched first under `download=True`), or the synthetic corpus of `cfg.synth` in the task's layout (written on first use, then reused)."
+    if cfg.data_root and cfg.download: return ensure_dataset(cfg.task, cfg.data_root)
     if cfg.data_root: return Path(cfg.data_root).expanduser()
+    if not cfg.allow_synthetic:
+        raise DatasetError(f'{cfg.task} (no data_root)', f'this preset reproduces a paper and needs the real corpus: give data_root '
+                           f'(-p data_root <folder in the {cfg.task} layout>), or allow_synthetic=True (-p allow_synthetic True) to run '
+                           'it on the small synthetic corpus anyway')
     import soundlab.synth as synth
     args = {'seed': 0, **cfg.synth}
     return getattr(synth, _MAKERS[cfg.task])(synth.default_root(cfg.task, args), **args)
@@ -157,11 +197,17 @@ def build_model(cfg:ASTConfig, n_classes:int) -> torch.nn.Module:
         return patchmix_net(create_model(f'ast_{cfg.model_size}', fstride=cfg.fstride, tstride=cfg.tstride, input_fdim=cfg.num_mel_bins,
                                          input_tdim=cfg.target_length, imagenet_pretrain=cfg.imagenet_pretrain,
                                          audioset_pretrain=cfg.audioset_pretrain), n_classes)
-    if cfg.model == 'ast':
+    if cfg.model == 'ast':  # the precision is the Trainer's and predict's (`amp`): without cuda_fp16=False the model's own
+                            # fp16 autocast would also run an fp32 (amp=False) recipe in fp16 on CUDA, with no loss scaling
         return ASTModel(n_classes, cfg.fstride, cfg.tstride, cfg.num_mel_bins, cfg.target_length, cfg.imagenet_pretrain,
-                        cfg.audioset_pretrain, cfg.model_size)
+                        cfg.audioset_pretrain, cfg.model_size, cuda_fp16=False)
     from soundlab.models.psla import EffNetAttention
-    return EffNetAttention(n_classes, cfg.effnet_b, cfg.imagenet_pretrain or None, cfg.head_num, mode=cfg.psla_mode)
+    return EffNetAttention(n_classes, cfg.effnet_b, cfg.imagenet_pretrain, cfg.head_num, mode=cfg.psla_mode)
+
+def check_weights(cfg:ASTConfig) -> None:
+    "Stop before any data is read if a weights file `cfg` asks for cannot be had (the hub's error names its URLs and path)."
+    if cfg.model == 'psla': imagenet_weights(cfg.imagenet_pretrain, cfg.effnet_b); return
+    pretrained_file(cfg.model_size, cfg.imagenet_pretrain, cfg.audioset_pretrain)  # what ASTModel will load
 
 def logits(cfg:ASTConfig, model, x:torch.Tensor) -> torch.Tensor:
     "Raw logits of `model` on a batch (PSLA's model outputs probabilities: their logit)."
@@ -172,16 +218,21 @@ def logits(cfg:ASTConfig, model, x:torch.Tensor) -> torch.Tensor:
 # %% ../../nbs/44_recipes.ast.ipynb #c014
 def make_step(cfg:ASTConfig, opt:torch.optim.Optimizer,
               generator:torch.Generator|None=None, # method='patchmix': draws the mixing (the trainer's generator)
+              first_step=0, # the global step of the first call (or a function giving it then: a resumed run continues its warm-up)
              ):
-    "step(model, batch) -> {'loss', ...}: warm-up, then CE (soft targets) or BCE on the logits (+ Patch-Mix's term)."
-    state = dict(n=0)
-    def loss_fn(z, y): return F.cross_entropy(z.float(), y) if cfg.loss == 'CE' else F.binary_cross_entropy_with_logits(z.float(), y)
+    "step(model, batch) -> {'loss', ...}: the seed's warm-up, then CE (soft targets) or BCE on `loss_input` (+ Patch-Mix's term)."
+    from soundlab.recipes.psla import warmup_lr  # one warm-up rule for both seeds' loops
+    state = dict(n=None)
+    def loss_fn(z, y):
+        if cfg.loss == 'CE': return F.cross_entropy(z.float(), y)  # on logits, or (loss_input='probs') on the probabilities as VocalSound's baseline
+        return F.binary_cross_entropy_with_logits(z.float(), y) if cfg.loss_input == 'logits' else F.binary_cross_entropy(z.float().clamp(1e-7, 1 - 1e-7), y)
     def step(m, b):
-        if cfg.warmup and state['n'] <= cfg.warmup_steps:
-            for g in opt.param_groups: g['lr'] = cfg.lr * state['n'] / cfg.warmup_steps
+        if state['n'] is None: state['n'] = first_step() if callable(first_step) else first_step
+        if cfg.warmup and (lr := warmup_lr(state['n'], cfg)) is not None:
+            for g in opt.param_groups: g['lr'] = lr
         state['n'] += 1
         if cfg.method == 'patchmix': return patchmix_step(m, b['x'], b['y'], loss_fn, generator, cfg.mix_beta, cfg.tau, cfg.pm_alpha)
-        return {'loss': loss_fn(logits(cfg, m, b['x']), b['y'])}
+        return {'loss': loss_fn(m(b['x']).float() if cfg.loss_input == 'probs' else logits(cfg, m, b['x']), b['y'])}
     return step
 
 def make_optimizer(cfg:ASTConfig, model) -> tuple:
@@ -190,14 +241,15 @@ def make_optimizer(cfg:ASTConfig, model) -> tuple:
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(range(cfg.lrscheduler_start, 1000, cfg.lrscheduler_step)), cfg.lrscheduler_decay)
     return opt, sched
 
+
 # %% ../../nbs/44_recipes.ast.ipynb #c017
-def _frontend(cfg): return KaldiFbank(num_mel_bins=cfg.num_mel_bins, mean=None, std=None)
+def _frontend(cfg): return KaldiFbank(num_mel_bins=cfg.num_mel_bins)  # raw: `datasets` normalises after SpecAugment
 
 def fbank_norm(cfg:ASTConfig, records:list, cache, bad=None) -> tuple[float, float]:
     "(mean, std): the config's, or measured on `records`' un-augmented fbanks (the seeds' get_norm_stats)."
     if cfg.norm_mean is not None and cfg.norm_std is not None: return cfg.norm_mean, cfg.norm_std
     if not records: raise DatasetError(corpus_root(cfg) if cfg.data_root else cfg.task, 'no training clip to measure the fbank statistics on')
-    ds = TaggingDataset(records, 1, frontend=_frontend(cfg), target_length=cfg.target_length, train=False, cache=cache, norm_mean=None, stereo=cfg.stereo,
+    ds = TaggingDataset(records, 1, frontend=_frontend(cfg), target_length=cfg.target_length, train=False, cache=cache, stereo=cfg.stereo,
                         on_bad_file=cfg.on_bad_file if bad is None else bad, features=cfg.features, cache_dtype=cfg.cache_dtype)
     stats = None
     if dist.is_main():  # rank 0 fills the cache
@@ -207,24 +259,40 @@ def fbank_norm(cfg:ASTConfig, records:list, cache, bad=None) -> tuple[float, flo
     return dist.broadcast(stats)  # ... and every rank normalises with its numbers
 
 def datasets(cfg:ASTConfig, train:list, evals:dict, n_classes:int, norm:tuple, cache, bad=None) -> tuple:
-    "(training TaggingDataset, {name: evaluation TaggingDataset}); `bad`: a `BadFiles` collecting the clips left out."
-    kw = dict(frontend=_frontend(cfg), target_length=cfg.target_length, norm_mean=norm[0], norm_std=norm[1], cache=cache, stereo=cfg.stereo,
+    "(training TaggingDataset, {name: evaluation TaggingDataset}), normalised by the model family's rule with `norm` = (mean, std)."
+    kw = dict(frontend=_frontend(cfg), target_length=cfg.target_length, norm=FbankNorm(*norm, cfg.norm_scale), cache=cache, stereo=cfg.stereo,
               on_bad_file=cfg.on_bad_file if bad is None else bad, features=cfg.features, cache_dtype=cfg.cache_dtype)
-    tr = TaggingDataset(train, n_classes, freqm=cfg.freqm, timem=cfg.timem, mixup=cfg.mixup, noise=cfg.noise, train=True, **kw)
+    tr = TaggingDataset(train, n_classes, freqm=cfg.freqm, timem=cfg.timem, mixup=cfg.mixup, mix_alpha=cfg.mix_alpha, noise=cfg.noise,
+                        roll=cfg.roll, train=True, **kw)
     return tr, {k: TaggingDataset(v, n_classes, train=False, **kw) for k, v in evals.items()}
+
+def train_loader(cfg:ASTConfig, trainer:Trainer, tr:TaggingDataset) -> DataLoader:
+    """The training DataLoader of a run: `bs` clips, shuffled (or drawn by PSLA's balanced-sampling weights with `bal`);
+    own data's random crops: each draw a clip (balanced: by its labels' counts), then one of its windows."""
+    weights = sample_weights([r.labels for r in tr.records], tr.n_classes) if cfg.bal else None
+    n_draws = None
+    if (ct := clip_index(tr.records)) is not None:
+        first = ct[1]; cw = sample_weights([tr.records[i].labels for i in first], tr.n_classes) if cfg.bal else None
+        weights, n_draws = crop_weights(ct[0].numpy(), cw), len(first)
+    return trainer.loader(tr, cfg.bs, shuffle=True, weights=weights, num_samples=n_draws, drop_last=cfg.drop_last,
+                          num_workers=cfg.num_workers)
+
 
 # %% ../../nbs/44_recipes.ast.ipynb #c019
 _MSCL_KEYS = ('metalabel', 'lam', 'tau', 'epochs2', 'lr2')
 _PM_KEYS = ('mix_beta', 'pm_alpha')  # Patch-Mix (with tau)
 
-_KEPT_NAMES = dict(cache_dtype='float32', stereo='mix', psla_mode='timm', method='ce', adapt=True, crop='first', crop_hop=0.125,
-                   eval_windows=False, eval_hop=0.5, pool='mean')  # defaults left out: earlier run folders kept
+_KEPT_NAMES = dict(cache_dtype='float32', stereo='mix', psla_mode='timm', method='ce', mix_alpha=10., roll=0, loss_input='logits',
+                  warmup_every=1, drop_last=False, adapt=True, crop='first', crop_hop=0.125, eval_windows=False, eval_hop=0.5,
+                  pool='mean')  # earlier behaviour left out of the key: earlier run folders kept
 
 def run_key(cfg:ASTConfig) -> dict:
     "Every setting that shapes a run of `cfg` (`core.run_config`; the feature modes give the same numbers, `folds` only picks runs)."
-    keep = run_config(cfg, ('folds', 'features', 'lazy_cache', 'choices'), drop=_KEPT_NAMES)
+    keep = run_config(cfg, ('folds', 'features', 'lazy_cache', 'allow_synthetic', 'choices'), drop=_KEPT_NAMES)
+    if not cfg.warmup: keep.pop('warmup_every', None)  # no warm-up: its rule does not matter
     other = {'ce': _MSCL_KEYS + _PM_KEYS, 'mscl': _PM_KEYS, 'patchmix': tuple(k for k in _MSCL_KEYS if k != 'tau')}.get(cfg.method, ())
-    return {k: v for k, v in keep.items() if k not in other}  # other methods' settings left out: earlier run folders kept
+    scale = {'norm_scale': cfg.norm_scale} if cfg.model == 'psla' else {}  # EfficientNet runs before PSLA's rule (std, not 2 std) retrain
+    return {k: v for k, v in keep.items() if k not in other} | scale  # other methods' settings left out: earlier run folders kept
 
 def run_dir(cfg:ASTConfig, name:str) -> Path:
     "The folder of one run: `ast_<task>_<model>_<digest of run_key>/<name>`."
@@ -272,20 +340,18 @@ def train_model(cfg:ASTConfig, train:list, evals:dict, # training records; {name
         return torch.logit(p) if cfg.loss == 'BCE' else p.log()
     def evaluate(m):  # rank 0 scores the evaluation sets; every rank keeps its scores (the metrics agree across ranks)
         s = dist.broadcast({k: score(m, k, d) for k, d in ev.items()} if dist.is_main() else None); per_epoch.append(s)
-        return {f'{k}_{mk}': v for k, x in s.items() for mk, v in metrics_of(targets[k], x).items()}
+        return ({f'{k}_{mk}': v for k, x in s.items() for mk, v in metrics_of(targets[k], x).items()}
+                | {f'{k}_confusion': Confusion(targets[k].argmax(1), x.argmax(1)) for k, x in s.items()})  # TensorBoard images
     out = run_dir(cfg, name)
     trainer = Trainer(model, None, opt, sched, evaluate, monitor, out_dir=out,
                       device=cfg.device, precision=seed_precision(cfg.amp, 'fp16' if cfg.model == 'ast' else 'fp32'),
                       seed=cfg.seed, progress=progress, desc=f'{cfg.task} {name}', run_config=run_key(cfg) | {'name': name})
-    trainer.step = with_frontend(make_step(cfg, opt, trainer.generator), tr.device_frontend())
-    weights = sample_weights([r.labels for r in tr.records], n_classes) if cfg.bal else None
-    n_draws = None
-    if (ct := clip_index(tr.records)) is not None:  # random crops: each draw a clip (balanced: by its labels' counts), then a window of it
-        first = ct[1]; cw = sample_weights([tr.records[i].labels for i in first], n_classes) if cfg.bal else None
-        weights, n_draws = crop_weights(ct[0].numpy(), cw), len(first)
-    if cfg.choices and dist.is_main():
-        out.mkdir(parents=True, exist_ok=True); (out/'choices.json').write_text(json.dumps(cfg.choices, indent=1, default=str))
-    hist = trainer.fit(trainer.loader(tr, cfg.bs, shuffle=True, weights=weights, num_samples=n_draws, num_workers=cfg.num_workers), cfg.epochs)
+    loader = train_loader(cfg, trainer, tr)
+    trainer.step = with_frontend(make_step(cfg, opt, trainer.generator, lambda: trainer.epoch * len(loader)), tr.device_frontend())
+    if cfg.choices and dist.is_main():  # what the own-data defaults chose, beside the checkpoints
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_write(out/'choices.json', suffix='.json') as t: t.write_text(json.dumps(cfg.choices, indent=1, default=str))
+    hist = trainer.fit(loader, cfg.epochs)
     if len(per_epoch) < len(hist):  # resumed: the finished epochs' scores were not kept; recompute with the final model
         per_epoch = [{k: score(model, k, d) for k, d in ev.items()}] * (len(hist) - len(per_epoch)) + per_epoch
     best = per_epoch[-1]
@@ -331,12 +397,15 @@ def train_mscl(cfg:ASTConfig, train:list, evals:dict, n_classes:int, norm:tuple,
     hist = trainer.fit(trainer.loader(_WithMeta(ev['train'], meta['train']), cfg.bs, shuffle=True, num_workers=cfg.num_workers), cfg.epochs)
     emb = {k: predict(model, DataLoader(_WithMeta(d, meta[k]), cfg.eval_bs, num_workers=cfg.num_workers), lambda m, b: m.embed(b[0]),
                       device=trainer.device, amp=cfg.amp) for k, d in ev.items()}
+    k = next(k for k in ('test', 'val', 'train') if k in emb)  # TensorBoard's projector: class and speaker metadata
+    trainer.log(f'{k}_embedding', Embedding(emb[k], {'class': ev[k].labels().argmax(1), f'meta ({cfg.metalabel})': meta[k]}))
     targets, per_epoch = {k: d.labels() for k, d in ev.items() if k != 'train'}, []
     @torch.no_grad()
     def scores(clf): return {k: clf(emb[k].to(next(clf.parameters()).device)).float().cpu() for k in targets}
     def evaluate(clf):
         per_epoch.append(s := scores(clf))
-        return {f'{k}_{mk}': v for k, x in s.items() for mk, v in metrics_of(targets[k], x).items()}
+        return ({f'{k}_{mk}': v for k, x in s.items() for mk, v in metrics_of(targets[k], x).items()}
+                | {f'{k}_confusion': Confusion(targets[k].argmax(1), x.argmax(1)) for k, x in s.items()})  # TensorBoard images
     clf, h2 = linear_eval(emb['train'], ev['train'].labels().argmax(1), n_classes, evaluate, monitor, out/'linear', cfg.lr2, cfg.wd,
                           cfg.epochs2, cfg.bs, **common)
     if len(per_epoch) < len(h2): per_epoch = [scores(clf)] * (len(h2) - len(per_epoch)) + per_epoch  # resumed
@@ -346,6 +415,12 @@ def train_mscl(cfg:ASTConfig, train:list, evals:dict, n_classes:int, norm:tuple,
     return dict(history=hist, scores=per_epoch, targets=targets, best_scores=best, model=model, classifier=clf, run_dir=out)
 
 # %% ../../nbs/44_recipes.ast.ipynb #c022
+def esc50_result(acc:pd.DataFrame, # accuracy per epoch (rows) and fold (columns: the fold numbers)
+                ) -> tuple[int, dict]:
+    "The seed's get_esc_result.py: (1-based epoch of the best fold-averaged accuracy, {'fold<k>': each fold's accuracy there})."
+    best = int(acc.mean(axis=1).values.argmax())  # the first of tied epochs, as np.argmax
+    return best + 1, {f'fold{k}': float(acc[k].values[best]) for k in acc.columns}
+
 def run_esc50(cfg:ASTConfig, progress:bool=True) -> dict:
     "5-fold cross-validation; fold accuracies at the epoch of best fold-averaged accuracy, and their mean (acc_fold.csv)."
     bad = BadFiles(cfg.on_bad_file); sp, names = task_splits(cfg, bad), class_names(cfg)
@@ -354,10 +429,9 @@ def run_esc50(cfg:ASTConfig, progress:bool=True) -> dict:
         runs = {k: train_model(cfg, [r for j in range(1, 6) if j != k for r in sp[f'fold{j}']], {'test': sp[f'fold{k}']},
                                len(names), norm, cache, f'fold{k}', None, progress, bad) for k in cfg.folds}
     acc = pd.DataFrame({k: r['history']['test_acc'].values for k, r in runs.items()})  # epochs x folds
-    best = int(acc.mean(axis=1).values.argmax())
+    best_epoch, folds = esc50_result(acc); best = best_epoch - 1
     y = torch.cat([runs[k]['targets']['test'] for k in cfg.folds]).argmax(1)
     s = torch.cat([runs[k]['scores'][best]['test'] for k in cfg.folds])
-    folds = {f'fold{k}': float(acc[k][best]) for k in cfg.folds}
     return dict(task='esc50', acc_fold=folds, mean_acc=float(np.mean(list(folds.values()))), best_epoch=best + 1, norm=norm,
                 acc_by_epoch=acc.mean(axis=1).values, y_true=y, y_pred=s.argmax(1), confusion=confusion_df(y, s.argmax(1), names), runs=runs, bad=bad)
 
@@ -443,5 +517,6 @@ def run_own(cfg:ASTConfig, progress:bool=True) -> dict:
 # %% ../../nbs/44_recipes.ast.ipynb #c025
 def run_ast(cfg:ASTConfig, progress:bool=True) -> dict:
     "Run `cfg.task`'s recipe (or, with `dataset='folder'`/`'csv'`, `run_own` on `data_root`)."
+    check_weights(cfg)  # a missing weights file stops the run before any data is read
     if cfg.dataset: return run_own(cfg, progress)
     return dict(esc50=run_esc50, speechcommands=run_speechcommands, vocalsound=run_vocalsound)[cfg.task](cfg, progress)

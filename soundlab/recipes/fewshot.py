@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from ..core import data_dir, runs_root, get_device, seed_everything, config_digest, run_config, run_folder
+from ..core import DatasetError, data_dir, runs_root, get_device, seed_everything, config_digest, run_config, run_folder, atomic_write
 from .. import dist
 from ..data.core import BadFiles
+from ..data.download import recipe_data_root
 from ..data.metaaudio import MetaAudio, EpisodicSampler, collate_episode, prepare_metaaudio, MULTI_SEGMENT
 from ..models.fewshot import load_fewshot_config, create_fewshot_model, _augmenting
 from ..losses import class_prototypes, prototypical_loss, cpl_loss, AngularProtoLoss, relation_loss
@@ -26,11 +27,11 @@ from ..train import Trainer, load_checkpoint, seed_precision
 from ..models.registry import create_model
 
 # %% auto #0
-__all__ = ['SCENARIOS', 'PRESETS', 'apply_scenario', 'FewShotConfig', 'fewshot_config', 'experiment', 'corpus_root',
-           'own_settings', 'own_metaaudio', 'load_splits', 'run_episode', 'contrastive_loss_fn', 'episode_step',
-           'majority_vote', 'episode_accuracy', 'centroid_baseline', 'band_scale', 'evaluate_tasks', 'RegistryEncoder',
-           'registry_encoder', 'run_key', 'run_dir', 'train_fewshot', 'run_fewshot', 'table_row', 'suggest',
-           'optuna_search']
+__all__ = ['SCENARIOS', 'PRESETS', 'TUNED', 'apply_scenario', 'FewShotConfig', 'fewshot_config', 'experiment', 'model_config',
+           'corpus_root', 'own_settings', 'own_metaaudio', 'load_splits', 'run_episode', 'contrastive_loss_fn',
+           'episode_step', 'majority_vote', 'episode_accuracy', 'centroid_baseline', 'band_scale', 'evaluate_tasks',
+           'RegistryEncoder', 'registry_encoder', 'run_key', 'run_dir', 'train_fewshot', 'run_fewshot', 'table_row',
+           'suggest', 'optuna_search']
 
 # %% ../../nbs/43_recipes.fewshot.ipynb #c004
 _NO_AUG = dict(train_query_augmentations=False, validation_query_augmentations=False, test_query_augmentations=False)
@@ -68,6 +69,8 @@ class FewShotConfig:
     scenario:str='protonet+aug+attention' # a key of SCENARIOS, or 'config' (the JSON file as it is)
     contrastive:str='' # '' (the scenario's / file's choice), 'cpl' or 'angular'
     data_root:str='' # folder holding the dataset folders; '' = the synthetic corpus
+    download:bool=False # True: MetaAudio cannot be fetched by a script: the error says how to obtain it (soundlab.data.download)
+    allow_synthetic:bool=True # False (the 'paper' preset): an empty data_root stops with an error instead of using the synthetic corpus
     dataset:str='' # '': MetaAudio's layout; 'folder' / 'csv': your own recordings at data_root (written once in MetaAudio's
                    # layout with a seeded class-disjoint train/valid/test split, soundlab.data.folder.write_metaaudio_folder)
     dataset_name:str|None=None; encoder_name:str|None=None # None: the file's
@@ -76,21 +79,29 @@ class FewShotConfig:
     n_way:int|None=None; n_shot:int|None=None; n_query:int|None=None # all phases; None: the file's
     num_epochs:int|None=None; n_training_tasks:int|None=None; n_testing_tasks:int|None=None; patience:int|None=None
     lr:float|None=None; scheduler_milestones:tuple|None=None
-    n_validation_tasks:int=100 # fixed validation tasks evaluated after every epoch
+    n_validation_tasks:int=100 # validation tasks evaluated after every epoch (seed 002: n_training_tasks of them)
+    seed_validation:bool=False # False: the same tasks every epoch, every segment of a recording (majority vote); True: seed
+                               # 002's `evaluate_single_segment`, new random tasks every epoch and one random segment each
+    best_ties:str='first' # a later epoch equal to the best validation accuracy: 'first' keeps the earlier, 'last' takes
+                          # it (seed 002's EarlyStopping: score >= best saves the model and restarts the patience)
+    tuned:bool=False # True: the seed's per-dataset tuned values for dataset_name (its README's optuna tables, `TUNED`)
+    n_runs:int=1 # runs of seed, seed+1, ...; the test tasks of all runs are pooled (seed 002: 5 runs)
     seed:int=0; device:str='auto'; amp:bool=True; progress:bool=True
     on_bad_file:str='raise' # 'raise' or 'skip' unreadable / malformed recordings (see `load_splits`' `bad`)
     synth:dict=field(default_factory=dict) # arguments of make_metaaudio
     scenario_overrides:dict=field(default_factory=dict) # {scenario: {experiment key: value}} applied last
     encoder_pool:str='max' # 'max': the seed's encoders (128-band features); 'adaptive': small features (see models.fewshot)
     encoder:str='' # a registered model (soundlab.models.list_models(), e.g. 'cnn6') as the encoder; '' = the seed's encoder_name
-    weights:str='' # a weights file for `encoder`, read by its family's loader (e.g. PANNs' Cnn6_mAP=0.343.pth)
+    weights:str='' # weights of `encoder`: a file, a catalogue name or a tag ('audioset' for cnn6: PANNs' Cnn6_mAP=0.343.pth), soundlab.hub
     encoder_kw:dict=field(default_factory=dict) # arguments of the registered model (e.g. {'n_mels': 32})
     adapt:bool=True # own data: segment length, multi-segment recordings, epochs and tasks from the corpus (`own_choices`)
     choices:dict=field(default_factory=dict) # own data: the settings given to `fewshot_config` (kept), then what was chosen
     out_dir:str='' # runs (checkpoints, histories); '' = data_dir()/runs/fewshot
 
 PRESETS = {
-    'paper': {},
+    # seed 002: its JSON files, its method (views + attention + CPL) with the per-dataset tuned values, 5 runs, its validation
+    'paper': dict(scenario='protonet+aug+contrastive', contrastive='cpl', tuned=True, n_runs=5, seed_validation=True,
+                  best_ties='last', amp=False, allow_synthetic=False),
     'demo': dict(num_epochs=5, n_training_tasks=8, n_validation_tasks=6, n_testing_tasks=60, patience=3, scheduler_milestones=(3,), encoder_pool='adaptive',
                  synth=dict(n_classes=40, samples_per_class=(10, 14), n_mels=32, hop_length=512, max_segments=3),
                  # RelationNet's comparison MLP starts from scratch (distances work from a random encoder): more, cheap, episodes
@@ -108,9 +119,33 @@ def fewshot_config(preset:str='demo', **overrides) -> FewShotConfig:
     if cfg.dataset in ('folder', 'csv') and cfg.adapt:  # own data: plain ProtoNet on MetaAudio's CNN unless you say otherwise (see `own_settings`)
         given = sorted(k for k, v in overrides.items() if v is not None)
         cfg = replace(cfg, choices={'given': given}, **{k: v for k, v in dict(scenario='protonet', encoder_name='CNN').items() if k not in given})
-    return cfg
+    if cfg.best_ties not in ('first', 'last'): raise ValueError(f"best_ties must be 'first' or 'last', not {cfg.best_ties!r}")
+    return replace(cfg, data_root=recipe_data_root(None if cfg.dataset in ('folder', 'csv') else 'metaaudio', cfg.data_root, cfg.download))
+
+FewShotConfig.exp = property(lambda self: experiment(self), doc="`experiment(self)`: the experiment dict a run uses")
+FewShotConfig.mcfg = property(lambda self: model_config(self), doc="`model_config(self)`: the model dict a run uses")
 
 # %% ../../nbs/43_recipes.fewshot.ipynb #c009
+TUNED = {  # seed 002's README "6. Hyperparameters": the optuna values per dataset (SpecAugment, lr, gamma, projection head;
+           # FS+CPL l_param, T, M; FS+APL angle, prototypes as anchors)
+    'ESC-50-master': dict(spec=(7, 20, 2, .3127), lr=.00038, gamma=.376, proj=(256, 128, 256), cpl=(1.7235, 6.0488, 3), apl=(15, True)),
+    'FSD2018': dict(spec=(16, 22, 1, .282), lr=.0007, gamma=.4482, proj=(256, 512, 256), cpl=(2.022308, 9.2361, 5), apl=(30, False)),
+    'nsynth': dict(spec=(9, 36, 1, .42157), lr=.0008, gamma=.48426, proj=(256, 64, 64), cpl=(8.566, 4.081, 3), apl=(15, False)),
+    'BirdClef': dict(spec=(6, 29, 1, .298), lr=.00149, gamma=.59974, proj=(256, 128, 256), cpl=(9.1625, 2.6981, 4), apl=(15, False)),
+    'VoxCeleb': dict(spec=(6, 29, 1, .298), lr=.00149, gamma=.59974, proj=(256, 128, 256), cpl=(9.1625, 2.6981, 4), apl=(0, True)),
+}
+
+def _tune(exp:dict) -> dict:
+    "`exp` with the seed's tuned values of its dataset (unchanged for a dataset the seed did not tune)."
+    t = TUNED.get(exp['dataset_name'])
+    if t is None: return exp
+    e = copy.deepcopy(exp); sp = e['specaug_params']
+    sp['mask_param'], sp['W'], sp['num_mask'], sp['p'] = t['spec']
+    e['lr'], e['scheduler_gamma'] = t['lr'], t['gamma']
+    e['loss']['l_param'], e['loss']['cpl']['t_param'], e['loss']['cpl']['m_param'] = t['cpl'][0], t['cpl'][1], t['cpl'][2]
+    e['loss']['angular']['angle'], e['loss']['angular']['prototypes_as_anchors'] = t['apl']
+    return e
+
 _PASS = ('dataset_name', 'encoder_name', 'use_attention', 'use_contrastive', 'num_epochs', 'n_training_tasks', 'n_testing_tasks', 'patience', 'lr')
 
 def experiment(cfg:FewShotConfig) -> dict:
@@ -118,6 +153,7 @@ def experiment(cfg:FewShotConfig) -> dict:
     exp, _ = load_fewshot_config(cfg.experiment_config or None, cfg.model_config or None)
     if cfg.scenario != 'config': exp = apply_scenario(exp, cfg.scenario, cfg.contrastive or None)
     elif cfg.contrastive: exp['loss']['cpl']['use'], exp['loss']['angular']['use'] = cfg.contrastive == 'cpl', cfg.contrastive == 'angular'
+    if cfg.tuned: exp = _tune(exp | ({'dataset_name': cfg.dataset_name} if cfg.dataset_name else {}))
     exp |= {k: getattr(cfg, k) for k in _PASS if getattr(cfg, k) is not None}
     for k in ('cpl', 'angular'):
         if getattr(cfg, k) is not None: exp['loss'][k]['use'] = getattr(cfg, k)
@@ -130,10 +166,22 @@ def experiment(cfg:FewShotConfig) -> dict:
         exp |= {k: own[k] for k in ('num_epochs', 'n_training_tasks', 'n_way_train', 'scheduler_milestones', 'patience') if k in own}
     return exp | cfg.scenario_overrides.get(cfg.scenario, {})
 
+def model_config(cfg:FewShotConfig) -> dict:
+    "The seed-schema model dict of `cfg`: the JSON file, with the tuned projection head of the dataset when `cfg.tuned`."
+    m = load_fewshot_config(cfg.experiment_config or None, cfg.model_config or None)[1]
+    t = TUNED.get(cfg.dataset_name or experiment(replace(cfg, tuned=False))['dataset_name']) if cfg.tuned else None
+    if t: m['Projection'] = m['Projection'] | dict(zip(('input_dim', 'hidden_dim', 'output_dim'), t['proj']))
+    return m
+
 # %% ../../nbs/43_recipes.fewshot.ipynb #c012
 def corpus_root(cfg:FewShotConfig) -> Path:
-    "`data_root`, or the synthetic MetaAudio corpus of `cfg.synth` (written on first use)."
+    "`data_root`, or the synthetic MetaAudio corpus of `cfg.synth` (written on first use; only with `allow_synthetic`)."
     if cfg.data_root: return Path(cfg.data_root).expanduser()
+    if not cfg.allow_synthetic:
+        raise DatasetError('data_root', "empty: this preset trains on MetaAudio's datasets (a folder holding ESC-50-master/, FSD2018/, "
+                           "nsynth/, BirdClef/, VoxCeleb/, each with features/, splits.npy, norm_stats/; github.com/CHeggan/MetaAudio-"
+                           "A-Few-Shot-Audio-Classification-Benchmark); pass that folder as data_root (papermill: -p data_root PATH), "
+                           "or allow_synthetic=True to run on the synthetic corpus")
     from soundlab.synth import make_metaaudio, default_root
     args = {'seed': 0, **cfg.synth}
     return make_metaaudio(default_root('metaaudio', args), **args)
@@ -190,7 +238,7 @@ def load_splits(cfg:FewShotConfig, exp:dict|None=None,
     for split, phase in (('train', 'train'), ('valid', 'validation'), ('test', 'test')):
         need = exp[f'n_shot_{phase}'] + exp[f'n_query_{phase}']
         n = Counter(r.labels for r in recs[split]); kept = [r for r in recs[split] if n[r.labels] >= need]
-        multi = exp['multi_segm'] and split != 'train'
+        multi = exp['multi_segm'] and (split == 'test' or (split == 'valid' and not cfg.seed_validation))
         out[split] = MetaAudio(root, split, kept, multi_segm=multi, input_type=exp['input_type'], preload=True)
     return out
 
@@ -216,7 +264,7 @@ def run_episode(model, b:dict, exp:dict, phase:str, # 'train', 'validation' or '
     ys = b['support_y'][b['support_group']].repeat_interleave(len(fs) // len(b['support_group']))
     rq = torch.arange(len(b['query_group']), device=fq.device).repeat_interleave(len(fq) // len(b['query_group']))
     yq = b['query_y'][b['query_group']][rq]
-    protos = class_prototypes(fs.float(), ys, W); scores = _scores(model, protos, fq)
+    protos = class_prototypes(fs.to(torch.promote_types(fs.dtype, torch.float32)), ys, W); scores = _scores(model, protos, fq)
     loss = relation_loss(scores, yq) if model.relation is not None else F.cross_entropy(scores, yq)
     out = dict(scores=scores, rows=rq, yq=yq, loss=loss)
     if contrastive_fn is not None and model.projection is not None:
@@ -292,10 +340,13 @@ def band_scale(ds:MetaAudio) -> tuple:
     return f.mean(0), f.std(0)
 
 @torch.no_grad()
-def evaluate_tasks(model, ds:MetaAudio, exp:dict, phase:str, n_tasks:int, seed:int=0, device='cpu', progress=False) -> np.ndarray:
-    "Per-task accuracies (%) over `n_tasks` fixed tasks of `ds`."
+def evaluate_tasks(model, ds:MetaAudio, exp:dict, phase:str, n_tasks:int, seed:int=0, device='cpu', progress=False,
+                   epoch:int|None=None, # None: the same (fixed) tasks at every call; an epoch: that epoch's own tasks
+                  ) -> np.ndarray:
+    "Per-task accuracies (%) over `n_tasks` tasks of `ds`."
     W, S, Q = (exp[f'{k}_{phase}'] for k in ('n_way', 'n_shot', 'n_query'))
-    sampler = EpisodicSampler(ds.labels, W, S, Q, n_tasks, seed=seed, fixed=True)
+    sampler = EpisodicSampler(ds.labels, W, S, Q, n_tasks, seed=seed, fixed=epoch is None)
+    if epoch is not None: sampler.set_epoch(epoch)
     g = torch.Generator().manual_seed(seed); model.eval(); accs = []
     for b in tqdm(DataLoader(ds, batch_sampler=sampler, collate_fn=collate_episode(W, S, Q)), desc=f'{phase} tasks', leave=False, disable=not progress):
         accs.append(100 * episode_accuracy(model, {k: v.to(device) for k, v in b.items()}, exp, phase, g))
@@ -330,8 +381,8 @@ def registry_encoder(cfg:FewShotConfig) -> RegistryEncoder|None:
 _IN_KEY = ('experiment_config', 'scenario', 'contrastive', 'dataset_name', 'encoder_name', 'use_attention', 'use_contrastive', 'cpl',
            'angular', 'n_way', 'n_shot', 'n_query', 'num_epochs', 'n_training_tasks', 'n_testing_tasks', 'patience', 'lr',
            'scheduler_milestones', 'scenario_overrides', 'synth', 'data_root', 'seed', 'model_config', 'encoder_pool',
-           'n_validation_tasks', 'encoder', 'weights', 'encoder_kw')  # in `exp`, the corpus marker, or the key's own names
-_KEPT_NAMES = dict(amp=True, dataset='', adapt=True)  # defaults left out: earlier run folders kept
+           'n_validation_tasks', 'encoder', 'weights', 'encoder_kw', 'n_runs', 'allow_synthetic')  # in `exp`, the corpus marker, or the key's own names
+_KEPT_NAMES = dict(amp=True, dataset='', adapt=True, seed_validation=False, best_ties='first', tuned=False)  # defaults left out: earlier run folders kept
 
 def run_key(cfg:FewShotConfig, exp:dict) -> dict:
     "Every setting that shapes one dataset x scenario run: the experiment `exp`, the corpus, and the rest of `cfg`."
@@ -347,16 +398,17 @@ def run_dir(cfg:FewShotConfig, exp:dict) -> Path:
     tag = f"{exp['dataset_name']}_{cfg.scenario}_{cfg.encoder + '_' if cfg.encoder else ''}{'real' if cfg.data_root else 'synth'}"
     return run_folder(cfg.out_dir or runs_root()/'fewshot', tag, run_key(cfg, exp), 8)
 
-def _stopped(history:list, patience:int) -> bool:
-    "True once `patience` epochs have passed since the best validation accuracy."
+def _stopped(history:list, patience:int, ties:str='first') -> bool:
+    "True once `patience` epochs have passed since the best validation accuracy (its first or, `ties='last'`, last epoch)."
     if not history: return False
-    accs = [h['val_acc'] for h in history]
-    return len(accs) - 1 - int(np.argmax(accs)) >= patience
+    accs = np.array([h['val_acc'] for h in history])
+    best = int(np.argmax(accs)) if ties == 'first' else int(np.flatnonzero(accs == accs.max())[-1])
+    return len(accs) - 1 - best >= patience
 
 # %% ../../nbs/43_recipes.fewshot.ipynb #c023
 def train_fewshot(cfg:FewShotConfig, exp:dict, data:dict, mcfg:dict|None=None) -> dict:
     "Train (or resume) one run; returns dict(model, history, run_dir, trainer, stopped_early)."
-    mcfg = mcfg or load_fewshot_config(cfg.experiment_config or None, cfg.model_config or None)[1]
+    mcfg = mcfg or model_config(cfg)
     shape = data['train']._array(0).shape[-2:] if exp['input_type'] == 'spec' else None  # (bins, frames): the seed's CNN head
     seed_everything(cfg.seed)
     model = create_fewshot_model(exp, mcfg, pool=cfg.encoder_pool, input_shape=shape, encoder=registry_encoder(cfg))
@@ -365,35 +417,46 @@ def train_fewshot(cfg:FewShotConfig, exp:dict, data:dict, mcfg:dict|None=None) -
     out, dev = run_dir(cfg, exp), get_device(cfg.device)
     def evaluate(m):  # rank 0 scores the validation tasks; the Trainer hands its numbers to every rank
         if not dist.is_main(): return {}
-        return {'val_acc': float(evaluate_tasks(m, data['valid'], exp, 'validation', cfg.n_validation_tasks, cfg.seed + 1, dev).mean())}
-    tr = Trainer(model, None, opt, sched, evaluate, 'val_acc', out_dir=out, device=cfg.device, precision=seed_precision(cfg.amp), seed=cfg.seed,
+        return {'val_acc': float(evaluate_tasks(m, data['valid'], exp, 'validation', cfg.n_validation_tasks, cfg.seed + 1, dev,
+                                                epoch=tr.epoch if cfg.seed_validation else None).mean())}
+    tr = Trainer(model, None, opt, sched, evaluate, 'val_acc', 'max' if cfg.best_ties == 'first' else 'max_last', out_dir=out, device=cfg.device, precision=seed_precision(cfg.amp), seed=cfg.seed,
                  progress=cfg.progress, desc=f"{exp['dataset_name']} {cfg.scenario}", run_config=run_key(cfg, exp))
     tr.step = episode_step(exp, tr.generator)
     W, S, Q = (exp[f'{k}_train'] for k in ('n_way', 'n_shot', 'n_query'))
     sampler = EpisodicSampler(data['train'].labels, W, S, Q, exp['n_training_tasks'], seed=cfg.seed)
     loader = tr.loader(data['train'], batch_sampler=sampler, collate_fn=collate_episode(W, S, Q))  # under DDP: whole tasks dealt to the ranks
     if (out/'last.pt').exists(): tr.load_state_dict(load_checkpoint(out/'last.pt', map_location=tr.device))
-    while tr.epoch < exp['num_epochs'] and not _stopped(tr.history, exp['patience']):
+    while tr.epoch < exp['num_epochs'] and not _stopped(tr.history, exp['patience'], cfg.best_ties):
         sampler.set_epoch(tr.epoch); tr.fit(loader, tr.epoch + 1, resume=False)
     return dict(model=model, history=pd.DataFrame(tr.history), run_dir=out, trainer=tr, stopped_early=tr.epoch < exp['num_epochs'])
 
 # %% ../../nbs/43_recipes.fewshot.ipynb #c024
-def run_fewshot(cfg:FewShotConfig, data:dict|None=None) -> dict:
-    "Train one dataset x scenario run and test its best model; returns the result dict (accuracy % and 95 % CI)."
-    t0, exp = time.time(), experiment(cfg)
-    data = data or load_splits(cfg, exp)
+def _test_best(cfg:FewShotConfig, exp:dict, data:dict) -> dict:
+    "Train one run of `cfg` (its seed) and test the kept model (best.pt) on `n_testing_tasks` tasks."
     r = train_fewshot(cfg, exp, data)
     r['model'].load_state_dict(load_checkpoint(r['run_dir']/'best.pt')['model'])
     accs = dist.broadcast(evaluate_tasks(r['model'], data['test'], exp, 'test', exp['n_testing_tasks'], cfg.seed + 2, r['trainer'].device,
                                          cfg.progress) if dist.is_main() else None)  # rank 0 tests the best model; every rank gets its numbers
-    mean, ci = fewshot_ci(accs)
+    h = r['history']; best = h.loc[int(np.flatnonzero(h.val_acc.values == h.val_acc.max())[0 if cfg.best_ties == 'first' else -1])]
     base = centroid_baseline(data['test'], exp, 'test', exp['n_testing_tasks'], cfg.seed + 2, band_scale(data['train']))  # the same tasks
-    b_mean, b_ci = fewshot_ci(base)
-    best = r['history'].loc[r['history'].val_acc.idxmax()]
+    return r | dict(test_accs=accs, baseline_accs=base, val_acc=float(best.val_acc), best_epoch=int(best.epoch), epochs=len(h))
+
+def run_fewshot(cfg:FewShotConfig, data:dict|None=None) -> dict:
+    """Train `n_runs` runs of one dataset x scenario (seeds seed, seed+1, ...) and test each kept model; the result dict of the
+    first run with accuracy % and 95 % CI over the test tasks of all runs (`runs`: each run's own), beside the untrained
+    nearest-centroid baseline on the same tasks."""
+    t0, exp = time.time(), experiment(cfg)
+    data = data or load_splits(cfg, exp)
+    runs = [_test_best(replace(cfg, seed=cfg.seed + k), exp, data) for k in range(cfg.n_runs)]
+    accs = np.concatenate([r['test_accs'] for r in runs]); mean, ci = fewshot_ci(accs)
+    base = np.concatenate([r['baseline_accs'] for r in runs]); b_mean, b_ci = fewshot_ci(base)
     own = own_settings(cfg, verbose=False).get('choices', {}) if cfg.dataset in ('folder', 'csv') else {}
-    if own and dist.is_main(): (r['run_dir']/'choices.json').write_text(json.dumps(own, indent=1, default=str))
-    return r | dict(exp=exp, cfg=cfg, test_accs=accs, acc=mean, ci=ci, baseline_accs=base, baseline_acc=b_mean, baseline_ci=b_ci,
-                    val_acc=float(best.val_acc), best_epoch=int(best.epoch), epochs=len(r['history']), seconds=time.time() - t0, choices=own)
+    if own and dist.is_main():  # what the own-data defaults chose, beside the first run's checkpoints
+        with atomic_write(runs[0]['run_dir']/'choices.json', suffix='.json') as t: t.write_text(json.dumps(own, indent=1, default=str))
+    return runs[0] | dict(exp=exp, cfg=cfg, test_accs=accs, acc=mean, ci=ci, baseline_accs=base, baseline_acc=b_mean, baseline_ci=b_ci,
+                          seconds=time.time() - t0, choices=own,
+                          runs=[dict(seed=cfg.seed + k, acc=float(np.mean(r['test_accs'])), best_epoch=r['best_epoch'],
+                                     val_acc=r['val_acc'], epochs=r['epochs']) for k, r in enumerate(runs)])
 
 def table_row(r:dict) -> dict:
     "One results-table row: dataset x scenario, test accuracy mean ± 95 % CI (%)."

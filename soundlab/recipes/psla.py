@@ -15,11 +15,12 @@ from sklearn.metrics import precision_recall_curve
 from ..core import SoundlabError, DatasetError, data_dir, runs_root, seed_everything, get_device, config_digest, load_torch_file, run_config, run_folder
 from .. import dist
 from ..data.core import BadFiles
-from ..features import FeatureCache
+from ..data.download import ensure_dataset, recipe_data_root
+from ..features import FeatureCache, FbankNorm
 from ..data.tagging import (read_datafile, write_datafile, read_label_csv, records_from_datafile, TaggingDataset,
                                    fbank_stats, write_weight_file, read_weight_file, sample_weights, multi_hot)
 from ..data.fsd50k import write_fsd50k_datafiles, audioset_label_csv, read_ontology, children, ancestors
-from ..models.psla import EffNetAttention
+from ..models.psla import EffNetAttention, PSLA_NORM, imagenet_weights
 from ..metrics import tagging_stats, per_class_ap
 from ..train import Trainer, predict, load_checkpoint, save_checkpoint, seed_precision
 from ..streaming import check_features, with_frontend, read_datafile_index
@@ -29,8 +30,9 @@ __all__ = ['THRESHOLDS', 'PRESETS', 'WA_COUNTS', 'AUDIOSET_PAPER', 'FSD50K_SKIP'
            'lr_milestones', 'runs_dir', 'corpus_root', 'prepare_datafiles', 'make_dataset', 'load_data', 'middle_pr',
            'psla_stats', 'label_prior_baseline', 'average_state_dicts', 'weight_average', 'ensemble_predictions',
            'label_thresholds', 'fix_type1', 'fix_type2', 'merge_labels', 'drop_unlikely', 'ontology_index',
-           'enhance_datafile', 'bce', 'psla_step', 'run_key', 'run_name', 'train_weights', 'train_psla',
-           'run_predictions', 'evaluate_run', 'multi_run_ensemble', 'enhancement_table', 'run_psla']
+           'enhance_datafile', 'bce', 'psla_step', 'run_key', 'run_name', 'train_weights', 'make_optimizer',
+           'train_loader', 'train_psla', 'run_predictions', 'last5_mean', 'evaluate_run', 'multi_run_ensemble',
+           'enhancement_table', 'run_psla']
 
 # %% ../../nbs/45_recipes.psla.ipynb #c005
 THRESHOLDS = ('none', 'mean', 'median', '5', '10', '25')  # the seed's label-modification thresholds `p`
@@ -39,10 +41,15 @@ THRESHOLDS = ('none', 'mean', 'median', '5', '10', '25')  # the seed's label-mod
 class PSLAConfig:
     dataset:str='fsd50k' # 'fsd50k', 'audioset', or 'folder' / 'csv': your own recordings at data_root (soundlab.data.folder)
     data_root:str='' # FSD50K root, or a folder with AudioSet's train_data.json / eval_data.json ('' = synthetic FSD50K)
+    download:bool=False # True: fetch the public dataset into data_root (default: data/<its folder>) unless it is there (soundlab.data.download); AudioSet: the error says how to obtain it
+    allow_synthetic:bool=True # without data_root, train on the synthetic corpus (the paper presets: False, they stop instead)
     b:int=2; head_num:int=4 # EfficientNet-B<b>; 0 mean pooling, 1 single head, >1 multi-head attention
-    pretrain:str='' # ImageNet weights file: timm tf_efficientnet_b<b> or efficientnet_pytorch efficientnet-b<b> ('' = from scratch)
+    pretrain:str='' # ImageNet weights: 'imagenet' (effnet_b<b>-imagenet, the seed's), a catalogue name or a file ('' = from scratch)
     model_mode:str='reference' # EffNetAttention mode: 'reference' (the seed's padding, pooling, BN, drop-connect, init) or 'timm'
     bal:bool=True; mixup:float=0.5; freqm:int=48; timem:int=192; target_length:int=3000
+    mix_alpha:float=10. # mixup: lam ~ Beta(mix_alpha, mix_alpha) (the seed's np.random.beta(10, 10))
+    drop_last:bool=False # drop an incomplete last training batch (the seed keeps it; a 1-clip batch is always dropped)
+    stereo:str='mix' # multi-channel clips: 'mix' (average) or 'first' (the seed: demean, Kaldi's channel 0; the paper preset)
     label_enhance:str='mean' # a THRESHOLDS value: 'none' trains on the original labels only
     enhance_types:str='type1_2' # 'type1', 'type2', 'type1_2' (the seed's) or 'drop' (remove unlikely labels)
     epochs:int=40; bs:int=24; lr:float=5e-4
@@ -62,17 +69,24 @@ class PSLAConfig:
     features:str='cache' # 'cache' (HDF5 feature cache), 'stream' (fbank in the loader workers) or 'device' (fbank on the device)
     num_workers:int=0; cache_dtype:str='float32' # DataLoader workers; 'float16' halves the cache
     lazy_cache:bool=False # features='cache': fill the cache during the first epoch instead of a precompute pass
+    @property
+    def norm_scale(self) -> float: return PSLA_NORM.scale  # PSLA's rule: (x - mean) / std
+    @property
+    def input_norm(self) -> FbankNorm|None:
+        "PSLA's input normalisation with the config's statistics (None: measured on the training clips)."
+        return None if self.norm_mean is None or self.norm_std is None else PSLA_NORM.with_stats(self.norm_mean, self.norm_std)
+
 
 # %% ../../nbs/45_recipes.psla.ipynb #c006
 PRESETS = {
-    'paper': {},
+    'paper': dict(pretrain='imagenet', allow_synthetic=False, stereo='first'),
     'demo': dict(b=0, target_length=300, freqm=24, timem=60, epochs=15, bs=16, lr=1e-3, warmup_steps=24, warmup_every=4,
                  lr_start=10, lr_every=2, wa_start=10, wa_end=15, label_enhance='none', norm_mean=None, norm_std=None,
-                 model_mode='timm', wa_count='each_once',
+                 model_mode='timm', wa_count='each_once', drop_last=True,
                  synth=dict(n_dev=240, n_eval=100, durations=(1., 3.))),
     'smoke': dict(b=0, head_num=2, target_length=64, freqm=8, timem=16, epochs=2, bs=8, lr=1e-3, warmup_steps=2, warmup_every=1,
                   lr_start=1, lr_every=1, wa_start=1, wa_end=2, label_enhance='none', norm_mean=None, norm_std=None, amp=False,
-                  model_mode='timm', wa_count='each_once',
+                  model_mode='timm', wa_count='each_once', drop_last=True,
                   eval_bs=16, synth=dict(n_dev=40, n_eval=16, durations=(0.5, 1.))),
 }
 WA_COUNTS = ('as_run_sh', 'each_once')
@@ -89,6 +103,7 @@ def psla_config(preset:str='demo', **overrides) -> PSLAConfig:
     if cfg.dataset not in ('fsd50k', 'audioset', 'folder', 'csv'):
         raise ValueError(f"dataset must be 'fsd50k', 'audioset', 'folder' or 'csv', got {cfg.dataset!r}")
     if cfg.dataset in ('folder', 'csv') and not cfg.data_root: raise ValueError(f'dataset={cfg.dataset!r} needs data_root')
+    cfg = replace(cfg, data_root=recipe_data_root(None if cfg.dataset in ('folder', 'csv') else cfg.dataset, cfg.data_root, cfg.download))
     if cfg.label_enhance not in THRESHOLDS: raise ValueError(f'label_enhance must be one of {THRESHOLDS}, got {cfg.label_enhance!r}')
     if cfg.model_mode not in ('reference', 'timm'): raise ValueError(f"model_mode must be 'reference' or 'timm', got {cfg.model_mode!r}")
     if cfg.wa_count not in WA_COUNTS: raise ValueError(f'wa_count must be one of {WA_COUNTS}, got {cfg.wa_count!r}')
@@ -110,8 +125,13 @@ def lr_milestones(cfg:PSLAConfig) -> list:
 def runs_dir(cfg:PSLAConfig) -> Path: return Path(cfg.out_dir or runs_root())
 
 def corpus_root(cfg:PSLAConfig) -> Path:
-    "`data_root`, or the synthetic FSD50K corpus of `cfg.synth` (written on first use)."
+    "`data_root` (FSD50K fetched first under `download=True`), or the synthetic FSD50K corpus of `cfg.synth` (written on first use)."
+    if cfg.data_root and cfg.download and cfg.dataset == 'fsd50k': return ensure_dataset('fsd50k', cfg.data_root)
     if cfg.data_root: return Path(cfg.data_root).expanduser()
+    if not cfg.allow_synthetic:
+        raise DatasetError(f'{cfg.dataset} (no data_root)', 'this preset reproduces a paper and needs the real corpus: give data_root '
+                           '(-p data_root <FSD50K root, or the folder of your AudioSet datafiles>), or allow_synthetic=True '
+                           '(-p allow_synthetic True) to run it on the small synthetic corpus anyway')
     from soundlab.synth import make_fsd50k, default_root
     args = {'seed': 0, **cfg.synth}
     return make_fsd50k(default_root('fsd50k', args), **args)
@@ -154,8 +174,8 @@ def make_dataset(cfg:PSLAConfig, datafile, label_csv, train:bool, norm:tuple, sp
             else records_from_datafile(datafile, label_csv, split, on_bad_file=bad))  # per-file header read, fork-friendly for workers
     return TaggingDataset(recs, len(read_label_csv(label_csv)), target_length=cfg.target_length,
                           freqm=cfg.freqm if train else 0, timem=cfg.timem if train else 0, mixup=cfg.mixup if train else 0.,
-                          norm_mean=norm[0], norm_std=norm[1], train=train, cache=data_dir()/'cache'/'fsd50k', on_bad_file=bad,
-                          features=cfg.features, cache_dtype=cfg.cache_dtype)
+                          mix_alpha=cfg.mix_alpha, norm=None if norm[0] is None else PSLA_NORM.with_stats(*norm), train=train, cache=data_dir()/'cache'/'fsd50k', on_bad_file=bad,
+                          features=cfg.features, cache_dtype=cfg.cache_dtype, stereo=cfg.stereo)
 
 def load_data(cfg:PSLAConfig, progress:bool=True) -> dict:
     "Datafiles, evaluation datasets of val/eval (fbanks precomputed) and the normalisation (mean, std)."
@@ -315,14 +335,14 @@ def psla_step(cfg:PSLAConfig, opt:torch.optim.Optimizer, first_step=0, # the glo
     return step
 
 # %% ../../nbs/45_recipes.psla.ipynb #c044
-_NOT_TRAINING = ('label_enhance', 'enhance_types', 'wa_count', 'ontology', 'features', 'lazy_cache')  # after training, named by
+_NOT_TRAINING = ('label_enhance', 'enhance_types', 'wa_count', 'ontology', 'features', 'lazy_cache', 'allow_synthetic')  # after training, named by
                                                               # `labels`, or the same numbers (feature modes)
-_KEPT_NAMES = dict(model_mode='timm', amp=True, cache_dtype='float32')  # defaults left out: earlier run folders kept
+_KEPT_NAMES = dict(model_mode='timm', amp=True, cache_dtype='float32', mix_alpha=10., drop_last=True, stereo='mix')  # earlier: folders kept
 
 def run_key(cfg:PSLAConfig, labels:str='none') -> dict:
     "Every setting that shapes a run of `cfg` on the label set `labels` (`core.run_config`)."
-    return (run_config(cfg, _NOT_TRAINING, drop=_KEPT_NAMES) | {'labels': labels}
-            | ({} if labels == 'none' else {'enhance_types': cfg.enhance_types}))
+    return (run_config(cfg, _NOT_TRAINING, drop=_KEPT_NAMES) | {'labels': labels, 'norm_scale': cfg.norm_scale}  # runs before
+            | ({} if labels == 'none' else {'enhance_types': cfg.enhance_types}))  # PSLA's own rule (std, not 2 std) retrain
 
 def run_name(cfg:PSLAConfig, labels:str='none') -> str:
     "A run's folder name: the seed's exp-dir pattern plus a digest of every setting it depends on."
@@ -365,6 +385,18 @@ def train_weights(ds, # the training TaggingDataset
     if bad is None or not bad.skipped: raise DatasetError(weight_file, f'{len(w)} weights for {len(ds)} training clips')
     return sample_weights([r.labels for r in ds.records], n_classes)  # the file describes the whole datafile
 
+def make_optimizer(cfg:PSLAConfig, model) -> tuple:
+    "The seed's Adam (betas 0.95/0.999, weight decay) and its MultiStepLR (x lr_decay at `lr_milestones`), stepped once per epoch."
+    opt = torch.optim.Adam(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
+    return opt, torch.optim.lr_scheduler.MultiStepLR(opt, lr_milestones(cfg), gamma=cfg.lr_decay)
+
+def train_loader(cfg:PSLAConfig, trainer:Trainer, ds, # the run's Trainer and training TaggingDataset
+                 weight_file, n_classes:int, bad=None) -> DataLoader:
+    "The training DataLoader: `bs` clips drawn by the balanced-sampling weights (`bal`) or shuffled; the seed keeps a last short batch."
+    weights = train_weights(ds, weight_file, n_classes, bad) if cfg.bal else None
+    drop = len(ds) > cfg.bs and (cfg.drop_last or len(ds) % cfg.bs == 1)  # a 1-clip batch cannot train batch norm (the seed stops there)
+    return trainer.loader(ds, cfg.bs, shuffle=True, drop_last=drop, weights=weights, num_workers=cfg.num_workers)  # seeded per epoch (sharded under DDP)
+
 def train_psla(cfg:PSLAConfig, data:dict, train_datafile=None, # default: the original training datafile
                labels:str='none', # name of the label set (a threshold when enhanced): part of the run name
                progress:bool=True) -> dict:
@@ -372,18 +404,15 @@ def train_psla(cfg:PSLAConfig, data:dict, train_datafile=None, # default: the or
     seed_everything(cfg.seed); files = data['files']; train_datafile = Path(train_datafile or files['train'])
     run_dir = runs_dir(cfg)/run_name(cfg, labels)
     for d in ('predictions', 'models'): (run_dir/d).mkdir(parents=True, exist_ok=True)
-    model = EffNetAttention(data['n_classes'], cfg.b, cfg.pretrain or None, cfg.head_num, mode=cfg.model_mode)
-    opt = torch.optim.Adam(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, lr_milestones(cfg), gamma=cfg.lr_decay)
+    model = EffNetAttention(data['n_classes'], cfg.b, cfg.pretrain, cfg.head_num, mode=cfg.model_mode)  # pretrain: imagenet_weights
+    opt, sched = make_optimizer(cfg, model)
     ref = []; evaluate, targets = _evaluator(cfg, data, run_dir, ref)
     tr = Trainer(model, None, opt, sched, evaluate, 'val_mAP', out_dir=run_dir, device=cfg.device, precision=seed_precision(cfg.amp), seed=cfg.seed,
                  progress=progress, desc=f'psla b{cfg.b} ({labels})', run_config=run_key(cfg, labels)); ref.append(tr)
     ds = make_dataset(cfg, train_datafile, files['label_csv'], True, data['norm'], bad=data.get('bad'))
     if cfg.on_bad_file == 'skip':  # find (and drop) bad clips before sampling weights are matched to the clips
         with dist.main_first(): ds.prepare(progress=False, num_workers=cfg.num_workers)
-    weights = train_weights(ds, train_datafile.with_name(train_datafile.stem + '_weight.csv'), data['n_classes'], data.get('bad')) if cfg.bal else None
-    loader = tr.loader(ds, cfg.bs, shuffle=True, drop_last=len(ds) > cfg.bs, weights=weights,
-                   num_workers=cfg.num_workers)  # per-epoch seeded (and sharded under DDP)
+    loader = train_loader(cfg, tr, ds, train_datafile.with_name(train_datafile.stem + '_weight.csv'), data['n_classes'], data.get('bad'))
     tr.step = with_frontend(psla_step(cfg, opt, lambda: tr.epoch * len(loader)), ds.device_frontend())  # a resumed run continues the warm-up where it was
     hist = tr.fit(loader, cfg.epochs)
     return dict(run_dir=run_dir, history=hist, model=tr.model, targets=targets, labels=labels, train_datafile=train_datafile)
@@ -409,12 +438,18 @@ def run_predictions(cfg:PSLAConfig, data:dict, run:dict) -> dict:
 _TITLES = {'best_single': 'best single model', 'wa': 'weight average model', 'ensemble': 'ensemble model'}
 _SETS = {'val': 'validation', 'eval': 'evaluation'}
 
+def last5_mean(history:pd.DataFrame, n:int=5) -> dict:
+    "The seed's AudioSet single-model result: the mean of the last `n` epochs' validation mAP / mAUC (validation = eval there)."
+    h = history.iloc[-n:]
+    return dict(mAP=float(h.val_mAP.mean()), mAUC=float(h.val_mAUC.mean()))
+
 def evaluate_run(cfg:PSLAConfig, data:dict, run:dict, verbose:bool=True) -> pd.DataFrame:
     "best_single / wa / ensemble x validation / evaluation: mAP, mAUC, d-prime (+ the seed's result CSVs)."
     preds, rows = run_predictions(cfg, data, run), []
     for (k, s), p in preds.items():
         st = psla_stats(run['targets'][s], p); rows.append(dict(model=k, set=_SETS[s], **st))
         if verbose: print(f'---------------evaluate {_TITLES[k]} on the {_SETS[s]} set---------------\nmAP: {st["mAP"]:.6f}\nAUC: {st["mAUC"]:.6f}')
+    if cfg.dataset == 'audioset': rows.append(dict(model='last5_mean', set='validation', **last5_mean(run['history'])))
     df = pd.DataFrame(rows)
     for k in _TITLES:
         r = df[df.model == k].set_index('set')
@@ -479,6 +514,7 @@ def _evaluate_run(cfg, data, run, verbose): df = evaluate_run(cfg, data, run, ve
 
 def run_psla(cfg:PSLAConfig, data:dict|None=None, progress:bool=True, verbose:bool=True) -> dict:
     "The recipe: train (original labels), evaluate, enhance labels, optionally retrain on them and ensemble."
+    imagenet_weights(cfg.pretrain, cfg.b)  # a missing ImageNet file stops the run before any data is read
     data = data or load_data(cfg, progress)
     runs = [train_psla(cfg, data, labels='none', progress=progress)]
     results = {'none': None}; results['none'], runs[0]['predictions'] = _on_main(_evaluate_run, cfg, data, runs[0], verbose)

@@ -12,29 +12,32 @@ import numpy as np, pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
-from ..core import data_dir, runs_root, seed_everything, run_config, run_folder, atomic_write
+from ..core import DatasetError, data_dir, runs_root, seed_everything, run_config, run_folder, atomic_write
 from ..features import RespiratoryMel, FeatureCache
 from ..augment import SpecAugment
 from ..data.core import precompute, BadFiles, SegmentDataset, meta_labels
 from ..data.folder import prepare_folder
 from ..data.profile import profile_corpus, choose_settings, window_records, pool_windows, crop_weights
 from ..data.tagging import sample_weights
+from ..data.download import ensure_dataset, recipe_data_root
 from ..data.icbhi import ICBHI, prepare_icbhi
-from ..data.sprsound import SPRSound, prepare_sprsound
+from ..data.sprsound import SPRSound, prepare_sprsound, CLASSES as SPRS_CLASSES
 from .. import dist
 from ..models.panns import create_backbone, RespiratoryNet, LinearClassifier
 from ..models.registry import create_model, model_family, InputSpec
+from ..hub import resolve
 from ..patchmix import patchmix_net, patchmix_step
 from ..losses import SupConLoss, class_weights
 from ..metrics import icbhi_scores, mean_ap
-from ..train import Trainer, predict, load_checkpoint, update_table, seed_precision
+from ..train import Trainer, predict, load_checkpoint, update_table, seed_precision, Confusion, Embedding
 
 # %% auto #0
-__all__ = ['METHODS', 'PATCH_FAMILIES', 'CLASS_NAMES', 'OWN_DATA', 'PRESETS', 'METHOD_NAMES', 'RespiratoryConfig',
-           'respiratory_config', 'adapt_own', 'corpus_root', 'RespiratoryMelDB', 'batch_scale', 'model_input',
-           'backbone_kw', 'input_spec', 'frontend_of', 'load_cycles', 'build_model', 'make_step', 'own_scores',
-           'clip_scores', 'val_split', 'linear_eval', 'run_once', 'run_tag', 'run_key', 'run_dir', 'fmt_mean_std',
-           'summarize', 'run_respiratory', 'untrained_probe']
+__all__ = ['METHODS', 'PATCH_FAMILIES', 'CLASS_NAMES', 'OWN_DATA', 'PRESETS', 'PAPER_DATASETS', 'PAPER_SCRATCH', 'DATASETS',
+           'METHOD_NAMES', 'RespiratoryConfig', 'respiratory_config', 'adapt_own', 'corpus_root', 'RespiratoryMelDB',
+           'batch_scale', 'model_input', 'backbone_kw', 'input_spec', 'frontend_of', 'load_cycles', 'weights_file',
+           'build_model', 'make_step', 'own_scores', 'event_scores', 'clip_scores', 'val_split', 'linear_eval',
+           'run_once', 'run_tag', 'run_key', 'run_dir', 'fmt_mean_std', 'summarize', 'run_respiratory',
+           'untrained_probe']
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c006
 METHODS = ('sl', 'scl', 'hybrid', 'mscl', 'patchmix')
@@ -47,13 +50,17 @@ class RespiratoryConfig:
     dataset:str='ICBHI' # 'ICBHI', 'SPRS', or 'folder' / 'csv': your own recordings at data_root (soundlab.data.folder)
     mode:str='inter' # SPRSound split: 'inter' (patient-disjoint) or 'intra'
     data_root:str='' # dataset root; '' = the embedded synthetic corpus (written on first use)
+    download:bool=False # True: fetch the public dataset into data_root (default: data/<its folder>) unless it is there (soundlab.data.download)
+    allow_synthetic:bool=True # False (the 'paper' preset): an empty data_root stops with an error instead of using the synthetic corpus
+    sprs_classes:int=4 # SPRSound labels: 7 event types (seed 000, the 'paper' preset) or the 4 ICBHI classes
     fold:int=1; n_folds:int=5 # dataset='folder': the test fold (of the CSV's fold column, or of seeded stratified folds)
     f_max:float=2000. # top of the log-mel (seed 000: 2 kHz, lung sounds; own data: the 'own' preset's 8 kHz)
     method:str='mscl' # 'sl' (cross-entropy), 'scl', 'hybrid', 'mscl', 'patchmix' (Patch-Mix CL; patch-based backbones)
     backbone:str='cnn6' # any `soundlab.models.list_models()` name: cnn6/10/14, ast_*, effnet_b0..7, resnet18, vgglike, crnn, fewshot_*
     backbone_kw:dict=field(default_factory=dict) # further `create_model` arguments, e.g. dict(fstride=16, tstride=16)
     scratch:bool=True # False: initialise from weights_path, read by the backbone family's loader
-    weights_path:str='' # e.g. data/pretrained/Cnn6_mAP=0.343.pth (PANNs), an ImageNet DeiT or AudioSet AST file (ast_*)
+    weights_path:str='' # a file, a catalogue name or a tag of the backbone ('audioset': cnn6-audioset, PANNs' Cnn6_mAP=0.343.pth;
+                        # ast_*: 'imagenet' / 'audioset'), through soundlab.hub (cached, else downloaded and verified)
     metalabel:str='sa' # M-SCL metadata task: 's' sex, 'a' age, 'sa' both, 'c' class; own data: also any metadata column
     lam:float=0.75 # M-SCL weight of the class head (1 - lam for the metadata head)
     bs:int=128; epochs:int=400; epochs2:int=50 # epochs2: linear evaluation epochs (scl, mscl)
@@ -62,6 +69,8 @@ class RespiratoryConfig:
     tau:float=0.06; alpha:float=0.5 # SupCon temperature; Hybrid trade-off
     mix_beta:float=1.; pm_alpha:float=1. # Patch-Mix: Beta(mix_beta, mix_beta) mixing ratio; weight of its contrastive term
     freqmask:int=20; timemask:int=40; freqstripes:int=2; timestripes:int=2
+    specaug_p:float|None=None # None: SpecAugment on every example; p: seed 000's gate `p > torch.randn(1)` per view of a
+                              # batch (p=1: 84 % of the views are masked, the rest pass unmasked)
     samplerate:int=16000; duration:float=8.; pad:str='circular'
     noweights:bool=False # plain CE instead of inverse-frequency class weights
     dropout:bool=False
@@ -90,7 +99,9 @@ class RespiratoryConfig:
     out_dir:str='' # checkpoints/histories; '' = data/runs
 
 PRESETS = {
-    'paper': {},
+    # seed 000's README, last table line: M-SCL from AudioSet CNN6 at lr 1e-4, 10 runs; its args.py defaults for the rest
+    'paper': dict(scratch=False, weights_path='audioset', epochs2=100, n_runs=10, per_clip=False, views_in_one_pass=False,
+                  specaug_p=1.0, allow_synthetic=False),
     # demo: sized for a 2-core AVX2 CPU in fp32 (no bf16): 80 patients x 2-5 cycles per recording, 4-s cycles,
     # 6 contrastive epochs (t_max 8)
     'demo': dict(bs=32, epochs=6, epochs2=50, lr=1e-3, lr2=1e-3, duration=4., t_max=8,
@@ -103,17 +114,28 @@ PRESETS = {
     'smoke': dict(bs=16, epochs=1, epochs2=2, lr=1e-3, duration=2., t_max=1, synth=dict(n_patients=6), amp=False),
 }
 
+PAPER_DATASETS = {'SPRS': dict(sprs_classes=7, noweights=True)} # seed 000 on SPRSound: 7 event classes, unweighted CE
+PAPER_SCRATCH = dict(lr=1e-3) # seed 000's README: runs from scratch (--scratch) use lr 1e-3
+
 def respiratory_config(preset:str='demo', **overrides) -> RespiratoryConfig:
     "A config from a preset, with every non-None override applied (papermill passes None for 'use the preset')."
     if preset not in PRESETS: raise ValueError(f'unknown preset {preset!r}; choose from {list(PRESETS)}')
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     cfg = replace(RespiratoryConfig(), **PRESETS[preset])
-    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    if preset == 'paper':  # the seed's own settings for the dataset and for a run from scratch, unless overridden
+        cfg = replace(cfg, **PAPER_DATASETS.get(overrides.get('dataset', cfg.dataset).upper(), {}))
+        if overrides.get('scratch'): cfg = replace(cfg, **PAPER_SCRATCH)
+    cfg = replace(cfg, **overrides)
+    name = None if cfg.dataset.lower() in OWN_DATA else {'ICBHI': 'icbhi', 'SPRS': 'sprsound'}.get(cfg.dataset.upper())
+    cfg = replace(cfg, data_root=recipe_data_root(name, cfg.data_root, cfg.download))
     if cfg.method not in METHODS: raise ValueError(f'unknown method {cfg.method!r}; choose from {METHODS}')
     if cfg.dataset.lower() in OWN_DATA and not cfg.data_root: raise ValueError(f'dataset={cfg.dataset!r} needs data_root: a CSV or class folders')
+    if cfg.sprs_classes not in (4, 7): raise ValueError(f'sprs_classes must be 7 (event types) or 4 (ICBHI classes), not {cfg.sprs_classes!r}')
     if cfg.select not in ('test', 'val'): raise ValueError(f"select must be 'test' (seed 000) or 'val', not {cfg.select!r}")
     if not cfg.scratch and not cfg.weights_path:
-        raise ValueError('scratch=False needs weights_path: a weights file of the backbone (PANNs: the AudioSet checkpoint, e.g. '
-                         'Cnn6_mAP=0.343.pth, zenodo record 3987831; AST: an ImageNet DeiT or AudioSet AST file)')
+        raise ValueError("scratch=False needs weights_path: a file, a catalogue name or a tag of the backbone ('audioset': PANNs' "
+                         "AudioSet checkpoint, e.g. cnn6-audioset = Cnn6_mAP=0.343.pth, zenodo record 3987831; AST: 'imagenet' or "
+                         "'audioset'; soundlab-weights list)")
     if cfg.crop not in ('first', 'random'): raise ValueError(f"crop must be 'first' or 'random', not {cfg.crop!r}")
     if cfg.balance not in ('weights', 'sampler', 'none'): raise ValueError(f"balance must be 'weights', 'sampler' or 'none', not {cfg.balance!r}")
     if cfg.adapt and cfg.dataset.lower() in OWN_DATA: cfg = adapt_own(cfg, {k: v for k, v in overrides.items() if v is not None})
@@ -148,9 +170,17 @@ def adapt_own(cfg:RespiratoryConfig, given:dict|None=None, # the fields the user
     return cfg
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c009
+DATASETS = {'ICBHI': 'the ICBHI 2017 database (ICBHI_final_database: <patient>_..._<device>.wav + .txt cycle annotations, '
+                     'https://bhichallenge.med.auth.gr/ICBHI_2017_Challenge)',
+            'SPRS': 'SPRSound 2022 (train_wav/, train_json/, test_wav/, test_json/; github.com/SJTU-YONGFU-RESEARCH-GRP/SPRSound)'}
+
 def corpus_root(cfg:RespiratoryConfig) -> Path:
-    "The dataset root of `cfg`: `data_root`, or the synthetic corpus (generated on first use, then reused)."
+    "The dataset root of `cfg`: `data_root` (fetched first under `download=True`), or the synthetic corpus (generated on first use, then reused; only with `allow_synthetic`)."
+    if cfg.data_root and cfg.download: return ensure_dataset({'ICBHI': 'icbhi', 'SPRS': 'sprsound'}[cfg.dataset.upper()], cfg.data_root)
     if cfg.data_root: return Path(cfg.data_root).expanduser()
+    if not cfg.allow_synthetic:
+        raise DatasetError(f'data_root of dataset {cfg.dataset!r}', f'empty: this preset trains on {DATASETS.get(cfg.dataset.upper(), "your recordings")}; '
+                           'pass its folder as data_root (papermill: -p data_root PATH), or allow_synthetic=True to run on the synthetic corpus')
     from soundlab import synth
     icbhi = cfg.dataset.upper() == 'ICBHI'
     args = {'seed': 0, **cfg.synth}
@@ -175,7 +205,7 @@ def _records(cfg, root, bad:BadFiles) -> dict:
     if cfg.dataset.lower() in OWN_DATA:
         return prepare_folder(root, cfg.fold, cfg.n_folds, dataset=cfg.dataset.lower(), multilabel=cfg.multilabel, on_bad_file=bad)
     if cfg.dataset.upper() == 'ICBHI': return prepare_icbhi(root, on_bad_file=bad)
-    if cfg.dataset.upper() == 'SPRS': return prepare_sprsound(root, cfg.mode, classes=4, on_bad_file=bad)
+    if cfg.dataset.upper() == 'SPRS': return prepare_sprsound(root, cfg.mode, classes=cfg.sprs_classes, on_bad_file=bad)
     raise ValueError(f"unknown dataset {cfg.dataset!r}: ICBHI, SPRS, 'folder' or 'csv'")
 
 def _dataset(cfg, root, split, frontend, cache, records, bad):
@@ -183,7 +213,7 @@ def _dataset(cfg, root, split, frontend, cache, records, bad):
     if cfg.dataset.upper() == 'ICBHI': return ICBHI(root, split, **kw)
     if cfg.dataset.lower() in OWN_DATA:
         return SegmentDataset(kw.pop('records'), **kw)
-    return SPRSound(root, split, mode=cfg.mode, classes=4, **kw)
+    return SPRSound(root, split, mode=cfg.mode, classes=cfg.sprs_classes, **kw)
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #bs00
 class RespiratoryMelDB(RespiratoryMel):
@@ -247,7 +277,8 @@ def load_cycles(cfg:RespiratoryConfig, progress:bool=True) -> dict:
     with dist.main_first(): root = corpus_root(cfg)  # one writer for the synthetic corpus
     bad = BadFiles(cfg.on_bad_file); recs = _records(cfg, root, bad)
     frontend = frontend_of(cfg)  # its config() is part of every cache key: features of two front ends never mix
-    out, vocab = {'bad': bad, 'classes': list(recs.get('classes', CLASS_NAMES))}, _meta_vocab(cfg, recs)
+    names = SPRS_CLASSES[cfg.sprs_classes] if cfg.dataset.upper() == 'SPRS' else CLASS_NAMES
+    out, vocab = {'bad': bad, 'classes': list(recs.get('classes', names))}, _meta_vocab(cfg, recs)
     with FeatureCache(data_dir()/'cache'/f'{cfg.dataset.lower()}_{root.name}') as cache:
         for split in ('train', 'test'):
             own = cfg.dataset.lower() in OWN_DATA
@@ -267,9 +298,15 @@ def load_cycles(cfg:RespiratoryConfig, progress:bool=True) -> dict:
     return out
 
 # %% ../../nbs/41_recipes.respiratory.ipynb #c012
+def weights_file(cfg:RespiratoryConfig) -> Path|None:
+    "The weights file of `cfg` (None: from scratch): `weights_path` as a file, else a catalogue name / tag through `soundlab.hub`."
+    if cfg.scratch: return None
+    return resolve(cfg.weights_path, model=cfg.backbone)  # a file, else cached or downloaded; offline: one error naming URLs and path
+
 def build_model(cfg:RespiratoryConfig, n_meta:int, n_classes:int=len(CLASS_NAMES)) -> RespiratoryNet:
     "Registry backbone (scratch, or `weights_path` through its family's loader) + projection heads + linear classifier."
-    backbone = create_model(cfg.backbone, weights=None if cfg.scratch else cfg.weights_path, **backbone_kw(cfg))
+    w = weights_file(cfg)
+    backbone = create_model(cfg.backbone, weights=None if w is None else str(w), **backbone_kw(cfg))
     if cfg.method == 'patchmix': return patchmix_net(backbone, n_classes)  # projector back to the embedding width
     return RespiratoryNet(backbone, n_classes=n_classes, n_meta=n_meta if cfg.method == 'mscl' else None)
 
@@ -277,13 +314,14 @@ def make_step(cfg:RespiratoryConfig, weights:torch.Tensor, generator:torch.Gener
               augment=None, # augment(x) -> one view; None: SpecAugment drawing from `generator`
              ):
     "The training step of `cfg.method`: step(model, (x, y, meta)) -> {'loss', ...}."
+    def gated(aug):  # specaug_p: seed 000's gate, each call masks the whole batch only if p > a N(0, 1) draw
+        if cfg.specaug_p is None: return lambda x: aug(x, generator=generator)
+        return lambda x: aug(x, generator=generator) if cfg.specaug_p > torch.randn(1, generator=generator).item() else x
     if augment is None and model_family(cfg.backbone) != 'panns':  # other front ends: masks filled with each example's mean
-        aug = SpecAugment(cfg.freqmask, cfg.timemask, cfg.freqstripes, cfg.timestripes, 'mean', layout=input_spec(cfg).layout)
-        augment = lambda x: aug(x, generator=generator)
+        augment = gated(SpecAugment(cfg.freqmask, cfg.timemask, cfg.freqstripes, cfg.timestripes, 'mean', layout=input_spec(cfg).layout))
     if augment is None:
         fm = RespiratoryMel(sample_rate=cfg.samplerate)
-        aug = SpecAugment(cfg.freqmask, cfg.timemask, cfg.freqstripes, cfg.timestripes, mask_value=-fm.mean / fm.std)
-        augment = lambda x: aug(x, generator=generator)
+        augment = gated(SpecAugment(cfg.freqmask, cfg.timemask, cfg.freqstripes, cfg.timestripes, mask_value=-fm.mean / fm.std))
     supcon, prep = SupConLoss(cfg.tau), model_input(cfg)
     use_w = not cfg.noweights and cfg.balance == 'weights'
     def ce(logits, y):
@@ -319,6 +357,13 @@ def own_scores(y_true, y_pred) -> dict:
     y_pred = y_pred.argmax(1) if torch.is_tensor(y_pred) and y_pred.ndim > 1 else y_pred
     return dict(sp=float('nan'), se=float('nan'), score=100 * balanced_accuracy(y_true, y_pred), acc=100 * accuracy(y_true, y_pred))
 
+def event_scores(y_true, y_pred) -> dict:
+    "Seed 000's Sp / Se / Score (%) for any number of classes (SPRSound's 7): Sp = recall of class 0, Se = exact hits among the rest."
+    t = np.asarray(y_true); p = np.asarray(y_pred.argmax(1) if torch.is_tensor(y_pred) and y_pred.ndim > 1 else y_pred)
+    sp = 100 * float((p[t == 0] == 0).mean()) if (t == 0).any() else float('nan')
+    se = 100 * float((p[t > 0] == t[t > 0]).mean()) if (t > 0).any() else float('nan')
+    return dict(sp=sp, se=se, score=(sp + se) / 2)
+
 def clip_scores(logits:torch.Tensor, # (W, C) logits of W pieces
                 clip:torch.Tensor|None, # (W,) the clip of each piece; None: one piece a clip
                 pool:str='mean', multilabel:bool=False) -> torch.Tensor:
@@ -326,15 +371,18 @@ def clip_scores(logits:torch.Tensor, # (W, C) logits of W pieces
     p = torch.sigmoid(logits.float()) if multilabel else logits.float().softmax(1)
     return p if clip is None else pool_windows(p, clip, pool)
 
-def _evaluator(x, y, classify, bs:int, val=None, score_fn=icbhi_scores, clip=None, pool:str='mean', multilabel:bool=False):
-    "evaluate(model) for the Trainer: ICBHI Sp/Se/Score (own data: `own_scores`) and loss of the test split (and of `val`=(x, y[, clip]), if given); pieces pooled per clip."
+def _evaluator(x, y, classify, bs:int, val=None, score_fn=icbhi_scores, names=None, clip=None, pool:str='mean', multilabel:bool=False):
+    "evaluate(model) for the Trainer: ICBHI Sp/Se/Score (own data: `own_scores`) and loss of the test split (and of `val`=(x, y[, clip]), if given), pieces pooled per clip, and single-label confusion matrices for TensorBoard (class `names`)."
     def scores(m, x, y, split, clip=None):
         logits = torch.cat([classify(m, xb) for xb in x.split(bs)]).float().cpu()
         if clip is None and not multilabel:  # one piece a clip (seed 000's cycles)
-            return {f'{split}_{k}': v for k, v in score_fn(y, logits.argmax(1)).items()} | {f'{split}_loss': F.cross_entropy(logits, y).item()}
-        p = clip_scores(logits, clip, pool, multilabel)
-        loss = F.binary_cross_entropy(p.clamp(1e-7, 1 - 1e-7), y.float()) if multilabel else F.nll_loss(p.clamp_min(1e-12).log(), y)
-        return {f'{split}_{k}': v for k, v in score_fn(y, p if multilabel else p.argmax(1)).items()} | {f'{split}_loss': loss.item()}
+            pred, loss = logits.argmax(1), F.cross_entropy(logits, y)
+        else:
+            p = clip_scores(logits, clip, pool, multilabel)
+            loss = F.binary_cross_entropy(p.clamp(1e-7, 1 - 1e-7), y.float()) if multilabel else F.nll_loss(p.clamp_min(1e-12).log(), y)
+            pred = p if multilabel else p.argmax(1)
+        out = {f'{split}_{k}': v for k, v in score_fn(y, pred).items()} | {f'{split}_loss': loss.item()}
+        return out if multilabel else out | {f'{split}_confusion': Confusion(y, pred, names)}  # an image for TensorBoard, not a history column
     def evaluate(m): return scores(m, x, y, 'test', clip) | (scores(m, val[0], val[1], 'val', val[2] if len(val) > 2 else None) if val is not None else {})
     return evaluate
 
@@ -388,8 +436,8 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
     va = None
     if cfg.select == 'val': tr_, va = val_split(tr_, cfg.val_frac, cfg.seed)  # the same held-out patients for every run
     sel = f'{cfg.select}_score'
-    n_classes = len(data.get('classes', CLASS_NAMES))
-    score_fn = own_scores if cfg.dataset.lower() in OWN_DATA else icbhi_scores
+    names = list(data.get('classes', CLASS_NAMES)); n_classes = len(names)
+    score_fn = own_scores if cfg.dataset.lower() in OWN_DATA else icbhi_scores if n_classes == 4 else event_scores
     model = build_model(cfg, n_meta=int(torch.cat([tr_['meta'], te['meta']]).max()) + 1, n_classes=n_classes)
     weights = torch.ones(n_classes) if cfg.multilabel else class_weights(tr_['y'], n_classes)
     rd = run_dir(cfg, seed)
@@ -406,7 +454,7 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
     pooled = dict(pool=cfg.pool, multilabel=cfg.multilabel)
     one = lambda d: None if len(d['clip']) == len(d['y']) and bool((d['clip'] == torch.arange(len(d['y']))).all()) else d['clip']
     val = None if va is None else (va['x'], va['y'], one(va))
-    trainer = Trainer(model, None, opt, sched, _evaluator(te['x'], te['y'], classify, cfg.bs, val, score_fn, one(te), **pooled) if supervised else None,
+    trainer = Trainer(model, None, opt, sched, _evaluator(te['x'], te['y'], classify, cfg.bs, val, score_fn, names, one(te), **pooled) if supervised else None,
                       monitor=sel if supervised else None, out_dir=rd/'stage1',
                       channels_last=cfg.channels_last, desc=f'{cfg.method} {cfg.backbone}', **common)
     trainer.step = make_step(cfg, weights, trainer.generator)
@@ -424,9 +472,12 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
     emb = {s: predict(model, _loader(x_, bs=cfg.bs), embed, device=trainer.device,
                       precision=seed_precision(cfg.amp), channels_last=cfg.channels_last)
            for s, x_ in split_x.items()}
+    clip_emb = emb['test'] if one(te) is None else pool_windows(emb['test'], te['clip'])  # one row a clip
+    labels = [names[i] for i in te['y'].tolist()] if te['y'].ndim == 1 else ['+'.join(names[j] for j in np.flatnonzero(r)) for r in te['y'].numpy()]
+    trainer.log('test_embedding', Embedding(clip_emb, {'class': labels, f'meta ({cfg.metalabel})': te['meta']}))  # TensorBoard's projector
     if not supervised:
         ev2 = _evaluator(emb['test'], te['y'], lambda m, eb: m(eb.to(next(m.parameters()).device)), cfg.bs,
-                         None if va is None else (emb['val'], va['y'], one(va)), score_fn, one(te), **pooled)
+                         None if va is None else (emb['val'], va['y'], one(va)), score_fn, names, one(te), **pooled)
         clf, h2 = linear_eval(emb['train'], tr_['y'][tr_['clip']], n_classes, ev2, sel, rd/'linear', cfg.lr2, cfg.wd, cfg.epochs2,
                               cfg.bs, None if cfg.noweights or cfg.balance != 'weights' else weights, **common)
         y_pred = _best_predictions(clf, rd/'linear'/'best.pt', emb['test'], lambda m, eb: m(eb), cfg.bs, one(te), **pooled)
@@ -436,14 +487,14 @@ def run_once(cfg:RespiratoryConfig, data:dict, seed:int, progress:bool=True) -> 
     return dict(seed=seed, sp=best.test_sp, se=best.test_se, score=best.test_score, best_epoch=int(best.epoch),
                 select=cfg.select, val_score=best.val_score if va is not None else float('nan'),
                 acc=best.get('test_acc', float('nan')), last_sp=last.test_sp, last_se=last.test_se, last_score=last.test_score, last_acc=last.get('test_acc', float('nan')), history=hist,
-                y_true=te['y'], y_pred=y_pred, embeddings=emb['test'] if one(te) is None else pool_windows(emb['test'], te['clip']), run_dir=rd,
+                y_true=te['y'], y_pred=y_pred, embeddings=clip_emb, run_dir=rd,
                 params_m=sum(p.numel() for p in model.backbone.parameters()) / 1e6)
 
 def run_tag(cfg:RespiratoryConfig) -> str:
     "A short name of a configuration, used for run folders and figure files."
     init = 'scratch' if cfg.scratch else 'audioset'
     meta = f'_{cfg.metalabel}{cfg.lam:g}' if cfg.method == 'mscl' else ''
-    ds = cfg.dataset.lower() + (f'-{cfg.mode}' if cfg.dataset.upper() == 'SPRS' else '')
+    ds = cfg.dataset.lower() + (f'-{cfg.mode}' + ('-7cls' if cfg.sprs_classes == 7 else '') if cfg.dataset.upper() == 'SPRS' else '')
     if cfg.dataset.lower() in OWN_DATA: ds += f'-{Path(cfg.data_root).stem}-fold{cfg.fold}' + ('' if cfg.f_max == 2000. else f'-fmax{cfg.f_max:g}')
     extra = (('' if cfg.select == 'test' else f'_selval{cfg.val_frac:g}') + ('' if cfg.views_in_one_pass else '_2pass')
              + ('' if cfg.per_clip else '_batchscale'))
@@ -455,7 +506,7 @@ _KEPT = dict(adapt=False, crop='first', crop_hop=0.125, eval_windows=False, eval
 
 def run_key(cfg:RespiratoryConfig) -> dict:
     "Every setting that shapes a run of `cfg` (`core.run_config`; `n_runs` only says how many seeds run)."
-    return run_config(cfg, ('n_runs', 'choices'), drop=_KEPT)
+    return run_config(cfg, ('n_runs', 'choices', 'allow_synthetic'), drop=_KEPT | dict(sprs_classes=4, specaug_p=None))
 
 def run_dir(cfg:RespiratoryConfig, seed:int) -> Path:
     "Checkpoint folder of one run: `<out_dir>/<run_tag>_<digest of run_key>/seed<seed>`."
@@ -486,6 +537,7 @@ def summarize(cfg:RespiratoryConfig, runs:list) -> dict:
 # %% ../../nbs/41_recipes.respiratory.ipynb #c019
 def run_respiratory(cfg:RespiratoryConfig, data:dict|None=None, progress:bool=True) -> tuple[dict, list]:
     "Run `cfg` for `n_runs` seeds (seed, seed+1, ...): returns the table row and the per-run results."
+    weights_file(cfg)  # a missing weights file stops here, before any data is read
     data = data or load_cycles(cfg, progress=progress)
     runs = [run_once(cfg, data, cfg.seed + k, progress=progress) for k in range(cfg.n_runs)]
     return summarize(cfg, runs), runs

@@ -17,18 +17,20 @@ from ..features import SEDLogmel, FeatureCache, clip_patches
 from ..augment import SimCLRViews, SpecAugment, sample_patches
 from ..data.fsdnoisy18k import CLASSES, FSDnoisy18k, prepare_fsdnoisy18k, collate_clips
 from ..data.core import BadFiles
+from ..data.download import ensure_dataset, recipe_data_root
+from ..hub import resolve
 from .. import dist
 from ..models.sed import create_sed_model, published_checkpoint, estimate_input_norm, MODELS
 from ..models.panns import ProjectionHead
 from ..losses import SupConLoss
 from ..metrics import balanced_accuracy, per_class_accuracy
-from ..train import Trainer, predict, load_checkpoint, save_checkpoint, update_table, seed_precision
+from ..train import Trainer, predict, load_checkpoint, save_checkpoint, update_table, seed_precision, Audio, Confusion, Embedding
 
 # %% auto #0
 __all__ = ['STAGES', 'PRESETS', 'SEDConfig', 'sed_config', 'stage_overrides', 'milestones', 'corpus_root', 'own_splits',
-           'load_clips', 'PatchSet', 'clip_average', 'SimCLRNet', 'init_name', 'stage_dir', 'stage_key',
-           'build_encoder', 'make_views', 'pretrain_step', 'pretrain', 'lineval', 'finetune_step', 'finetune',
-           'table_row', 'run_sed']
+           'input_norm', 'load_clips', 'PatchSet', 'clip_average', 'SimCLRNet', 'init_name', 'stage_dir', 'stage_key',
+           'build_encoder', 'make_views', 'knn_bacc', 'pretrain_step', 'view_audio', 'pretrain', 'lineval',
+           'finetune_step', 'finetune', 'table_row', 'run_sed']
 
 # %% ../../nbs/42_recipes.sed.ipynb #c006
 STAGES = ('pretrain', 'lineval', 'finetune')
@@ -36,13 +38,23 @@ STAGES = ('pretrain', 'lineval', 'finetune')
 @dataclass
 class SEDConfig:
     data_root:str='' # FSDnoisy18k root; '' = the synthetic corpus in its layout (written on first use)
+    download:bool=False # True: fetch the public dataset into data_root (default: data/<its folder>) unless it is there (soundlab.data.download)
+    allow_synthetic:bool=True # False (the 'paper' preset): an empty data_root stops with an error instead of using the synthetic corpus
     dataset:str='' # '': FSDnoisy18k's layout; 'folder' / 'csv': your own recordings at data_root (labels optional)
     arch:str='resnet18' # 'vgglike', 'crnn' or 'resnet18' (the seed's yaml: res18)
     train_on_clean:bool=False # downstream: train on 85 % of the clean set instead of the noisy set
     val_fraction:float=0.15 # clean-set share held out for validation when train_on_clean
-    encoder_path:str='' # downstream init: '' our pre-trained encoder, 'published', 'random', or a checkpoint file
+    encoder_path:str='' # downstream init: '' our pre-trained encoder, 'published' (the seed's, soundlab.hub), 'random', or a checkpoint file
     epochs:int=500; bs:int=128; lr:float=0.03; lr_steps:tuple=(0.65, 0.85) # pre-training; lr /10 at these fractions
+    drop_last:bool=True # pre-training: drop the last incomplete batch (seed 001's DataLoader keeps it: False)
     tau:float=0.2; proj_hidden:int=512; proj_dim:int=512 # NT-Xent temperature; projection head widths
+    pretrain_select:str='last' # encoder kept from pre-training: 'last' epoch, or 'knn': the best kNN balanced accuracy on
+                               # the validation clips (seed 001's `eval_model_contrastive`, checked every epoch)
+    knn_k:int=200 # neighbours of the kNN validation (seed 001: 200)
+    knn_lookup:str='exact' # 'exact': each neighbour's own label; 'seed': seed 001's lookup, by the neighbour's index among the
+                           # *other* clips' patches into the list of all patches (labels after the clip's own patches shift)
+    std_rule:str='std' # input standardisation: 'std' (x - mean) / std, or 'seed': seed 001's divisor sqrt(sum (x - mean)^2) / N
+                       # (= std / sqrt(N) for N values: inputs sqrt(N) times larger)
     lineval_epochs:int=200; lineval_bs:int=128; lineval_lr:float=0.1
     finetune_epochs:int=200; finetune_bs:int=128; finetune_lr:float=0.01
     downstream_lr_steps:tuple=(0.4, 0.8); momentum:float=0.9; wd:float=1e-4
@@ -60,7 +72,7 @@ class SEDConfig:
     out_dir:str='' # checkpoints and histories; '' = data_dir()/runs
 
 PRESETS = {
-    'paper': {},
+    'paper': dict(pretrain_select='knn', knn_lookup='seed', std_rule='seed', drop_last=False, allow_synthetic=False),
     'demo': dict(arch='resnet18', epochs=30, bs=32, lr=0.1, view_passes=1, lineval_epochs=30, finetune_epochs=10, finetune_bs=32,
                  standardize=True, seed=0, synth=dict(n_per_class=12, n_test_per_class=4, durations=(1., 4.))),
     'smoke': dict(arch='vgglike', epochs=1, bs=32, view_passes=1, lineval_epochs=2, finetune_epochs=1, finetune_bs=32, standardize=True,
@@ -74,6 +86,10 @@ def sed_config(preset:str='demo', **overrides) -> SEDConfig:
     cfg = replace(SEDConfig(), **PRESETS[preset])
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if cfg.arch.lower() not in MODELS: raise ValueError(f'unknown arch {cfg.arch!r}; choose from {list(MODELS)}')
+    if cfg.pretrain_select not in ('last', 'knn'): raise ValueError(f"pretrain_select must be 'last' or 'knn', not {cfg.pretrain_select!r}")
+    if cfg.knn_lookup not in ('exact', 'seed'): raise ValueError(f"knn_lookup must be 'exact' or 'seed', not {cfg.knn_lookup!r}")
+    if cfg.std_rule not in ('std', 'seed'): raise ValueError(f"std_rule must be 'std' or 'seed', not {cfg.std_rule!r}")
+    cfg = replace(cfg, data_root=recipe_data_root(None if cfg.dataset in ('folder', 'csv') else 'fsdnoisy18k', cfg.data_root, cfg.download))
     return replace(cfg, arch=cfg.arch.lower(), lr_steps=tuple(cfg.lr_steps), downstream_lr_steps=tuple(cfg.downstream_lr_steps))
 
 def stage_overrides(stage:str, # 'pretrain', 'lineval', 'finetune' or 'all'
@@ -89,8 +105,13 @@ def milestones(epochs:int, steps:tuple) -> list:
 
 # %% ../../nbs/42_recipes.sed.ipynb #c010
 def corpus_root(cfg:SEDConfig) -> Path:
-    "`data_root`, or the synthetic FSDnoisy18k corpus of `cfg.synth` (written on first use, then reused)."
+    "`data_root` (fetched first under `download=True`), or the synthetic FSDnoisy18k corpus of `cfg.synth` (written on first use, then reused; only with `allow_synthetic`)."
+    if cfg.data_root and cfg.download: return ensure_dataset('fsdnoisy18k', cfg.data_root)
     if cfg.data_root: return Path(cfg.data_root).expanduser()
+    if not cfg.allow_synthetic:
+        raise DatasetError('data_root', 'empty: this preset trains on FSDnoisy18k (FSDnoisy18k.audio_train/, .audio_test/, .meta/; '
+                           'https://zenodo.org/record/2529934); pass its folder as data_root (papermill: -p data_root PATH), '
+                           'or allow_synthetic=True to run on the synthetic corpus')
     from soundlab.synth import make_fsdnoisy18k, default_root
     args = {'seed': 0, **cfg.synth}
     return make_fsdnoisy18k(default_root('fsdnoisy18k', args), **args)
@@ -112,6 +133,13 @@ def own_splits(cfg:SEDConfig, root:Path, bad) -> dict:
     keep = lambda rs: [r for r in rs if r.labels >= 0]
     return dict(pretrain=sp['train'], train=keep(sp['train']), val=keep(sp['val']), test=keep(sp['test']), classes=sp['classes'])
 
+def input_norm(clips:list, # (frames, mel) log-mels of the pre-training clips
+               rule:str='std', # 'std': their standard deviation; 'seed': seed 001's sqrt(sum (x - mean)^2) / N
+              ) -> tuple: # (mean, std) of every value, in float64
+    "The (mean, divisor) that standardise the inputs: (x - mean) / divisor."
+    x = torch.cat([c.reshape(-1) for c in clips]).double(); mean = x.mean()
+    return mean.item(), (x.std() if rule == 'std' else (x - mean).square().sum().sqrt() / x.numel()).item()
+
 def load_clips(cfg:SEDConfig, progress:bool=True) -> dict:
     "{'pretrain', 'train', 'val', 'test'}: dict(x=[(frames, mel)], y, ids) each, 'norm': (mean, std) of 'pretrain', 'bad': the `BadFiles`."
     with dist.main_first(): root = corpus_root(cfg)  # one writer for the synthetic corpus
@@ -126,8 +154,7 @@ def load_clips(cfg:SEDConfig, progress:bool=True) -> dict:
         else: out['pretrain'] = out['train'] if not cfg.train_on_clean else _read_split(noisy['train'], fe, cache, progress, bad)
     if empty := [s for s in ('pretrain', 'train', 'val', 'test') if not out[s]['x']]:
         raise DatasetError(root, f"empty split(s) {empty} (train_on_clean={cfg.train_on_clean}, val_fraction={cfg.val_fraction}): too few clips")
-    allx = torch.cat(out['pretrain']['x']).double()
-    return out | dict(norm=(allx.mean().item(), allx.std().item()), root=root, bad=bad) | ({'classes': noisy['classes']} if 'classes' in noisy else {})
+    return out | dict(norm=input_norm(out['pretrain']['x'], cfg.std_rule), root=root, bad=bad) | ({'classes': noisy['classes']} if 'classes' in noisy else {})
 
 # %% ../../nbs/42_recipes.sed.ipynb #c016
 class PatchSet(Dataset):
@@ -157,12 +184,13 @@ class SimCLRNet(nn.Module):
     def forward(self, x): return self.head(self.encoder.embed(x))
 
 
-_PRETRAIN = ('epochs', 'bs', 'lr', 'lr_steps', 'tau', 'proj_hidden', 'proj_dim', 'mix_back', 'rrc', 'compand', 'noise', 'specaugment', 'view_passes')
+_PRETRAIN = ('epochs', 'bs', 'lr', 'lr_steps', 'tau', 'proj_hidden', 'proj_dim', 'mix_back', 'rrc', 'compand', 'noise', 'specaugment', 'view_passes',
+             'pretrain_select', 'knn_k', 'knn_lookup', 'drop_last')
 _LINEVAL, _FINETUNE = ('lineval_epochs', 'lineval_bs', 'lineval_lr', 'standardize'), ('finetune_epochs', 'finetune_bs', 'finetune_lr')
 _DOWNSTREAM = ('train_on_clean', 'val_fraction', 'downstream_lr_steps', 'encoder_path')
-_NOT_IN = {'pretrain': _DOWNSTREAM + _LINEVAL + _FINETUNE,  # settings of the other stages (a new field joins every stage's key)
-           'lineval': _PRETRAIN + _FINETUNE + ('encoder_path',), 'finetune': _PRETRAIN + _LINEVAL + ('encoder_path',)}
-_KEPT_NAMES = dict(dataset='', amp=True)  # defaults left out: earlier run folders kept
+_NOT_IN = {'pretrain': _DOWNSTREAM + _LINEVAL + _FINETUNE + ('allow_synthetic',),  # settings of the other stages (a new field joins every stage's key)
+           'lineval': _PRETRAIN + _FINETUNE + ('encoder_path', 'allow_synthetic'), 'finetune': _PRETRAIN + _LINEVAL + ('encoder_path', 'allow_synthetic')}
+_KEPT_NAMES = dict(dataset='', amp=True, pretrain_select='last', knn_k=200, knn_lookup='exact', std_rule='std', drop_last=True)  # defaults left out: earlier run folders kept
 
 # %% ../../nbs/42_recipes.sed.ipynb #c021
 def init_name(cfg:SEDConfig) -> str:
@@ -188,7 +216,7 @@ def build_encoder(cfg:SEDConfig, data:dict) -> tuple:
     if init == 'random': return create_sed_model(cfg.arch, n), data['norm']
     if init == 'published':
         path = published_checkpoint(cfg.arch)
-        if not path.is_file(): raise SoundlabError(path, f'no published {cfg.arch} encoder in the fixtures (published: VGG_best.pth, CRNN_best.pth)')
+        if not path.is_file(): path = resolve('fsdnoisy18k', model=cfg.arch)  # not in the fixtures: the seed's pth/ file through soundlab.hub
         enc = create_sed_model(cfg.arch, n, path, skip_head=True)
         sample = torch.stack([sample_patches(x, cfg.patch_len, torch.Generator().manual_seed(i), 1)[0] for i, x in enumerate(data['train']['x'][:256])])
         return enc, estimate_input_norm(enc, sample[:, None])
@@ -205,6 +233,32 @@ def make_views(cfg:SEDConfig, norm:tuple) -> SimCLRViews:
     return SimCLRViews(cfg.patch_len, cfg.mix_back or None, cfg.rrc, compand=cfg.compand or None, specaugment=spec,
                        noise=cfg.noise or None, mean=norm[0], std=norm[1])
 
+def knn_bacc(feats:torch.Tensor, # (n_patches, D) L2-normalised projections of the validation patches, clip by clip
+             y:torch.Tensor, # (n_clips,) clip labels
+             clip:torch.Tensor, # (n_patches,) clip of every patch (non-decreasing: each clip's patches together)
+             k:int=200, # neighbours (at most the patches of the other clips)
+             lookup:str='exact', # 'exact': the neighbours' own labels; 'seed': seed 001's index shift (see `SEDConfig.knn_lookup`)
+             chunk:int=2048, # patches compared at once (memory)
+            ) -> float:
+    "Seed 001's kNN validation: balanced accuracy (%) of the clips' majority vote over their patches' k-NN majority labels."
+    feats, y, clip = feats.float(), torch.as_tensor(y), torch.as_tensor(clip); n_cls = int(y.max()) + 1
+    if (clip.diff() < 0).any(): raise ValueError('knn_bacc: the patches must come clip by clip')
+    counts = torch.bincount(clip, minlength=len(y)); start = counts.cumsum(0) - counts
+    k = min(k, len(clip) - int(counts.max()))
+    if k < 1: raise ValueError('knn_bacc: the validation clips need patches in at least two clips')
+    ypatch, votes = y[clip], []
+    for s in range(0, len(feats), chunk):
+        c = clip[s:s + chunk]
+        sims = feats[s:s + chunk] @ feats.T
+        sims[c[:, None] == clip[None]] = -float('inf')  # never the clip's own patches
+        idx = sims.topk(k, dim=1).indices
+        if lookup == 'seed':  # the seed ranks the other clips' patches, then reads labels at those ranks in the full list
+            idx = idx - counts[c][:, None] * (idx >= start[c][:, None])
+        votes.append(F.one_hot(ypatch[idx], n_cls).sum(1).argmax(1))  # ties: the smaller label
+    votes = torch.cat(votes)
+    pred = torch.zeros(len(y), n_cls, dtype=torch.long).index_add_(0, clip, F.one_hot(votes, n_cls)).argmax(1)
+    return 100 * balanced_accuracy(y, pred)
+
 def pretrain_step(cfg:SEDConfig, views:SimCLRViews, generator:torch.Generator, backgrounds:list|None=None):
     "step(model, batch) -> {'loss'}: NT-Xent between the projections of the two views of every clip."
     loss = SupConLoss(cfg.tau)
@@ -213,8 +267,22 @@ def pretrain_step(cfg:SEDConfig, views:SimCLRViews, generator:torch.Generator, b
         v1, v2 = views(b['x'], generator, backgrounds, index)
         if cfg.view_passes not in (1, 2): raise ValueError(f'view_passes must be 1 or 2, got {cfg.view_passes}')
         z = (m(torch.cat([v1, v2])[:, None]) if cfg.view_passes == 1 else torch.cat([m(v1[:, None]), m(v2[:, None])])).float()
-        return {'loss': loss(torch.stack(z.chunk(2), 1))}
+        hear = Audio(torch.stack([v1[0], v2[0]]).detach(), SEDLogmel().config()['sample_rate'], lambda v: view_audio(v, views.mean, views.std))
+        return {'loss': loss(torch.stack(z.chunk(2), 1)), 'views': hear}  # TensorBoard plays the first clip's two views
     return step
+
+_PINV = {}
+def view_audio(v:torch.Tensor, # one view (frames, n_mels): SEDLogmel's log10 mel power, standardised
+               mean:float|None, std:float|None, # the standardisation of the views (None: none)
+               n_iter:int=16, # Griffin-Lim iterations
+              ) -> np.ndarray:
+    "A waveform that sounds like a view (mel power through the filterbank's pseudo-inverse, then Griffin-Lim): to hear the augmentations."
+    import librosa  # librosa's own mel_to_audio solves an NNLS per frame: ~1 min for a 1-s view, this ~0.2 s
+    c = SEDLogmel().config()
+    if 'fb' not in _PINV: _PINV['fb'] = np.linalg.pinv(librosa.filters.mel(sr=c['sample_rate'], n_fft=c['n_fft'], n_mels=c['n_mels'], fmin=c['f_min'], fmax=c['f_max'], norm=None))
+    s = v.detach().float().cpu().numpy().T * (1. if std is None else std) + (0. if mean is None else mean)
+    mag = np.sqrt(np.maximum(_PINV['fb'] @ np.maximum(10 ** s - c['eps'], 0), 0))
+    return librosa.griffinlim(mag, n_iter=n_iter, hop_length=c['hop_length'], win_length=c['win_length'], n_fft=c['n_fft'], window='hamming', random_state=0)
 
 # %% ../../nbs/42_recipes.sed.ipynb #c025
 class _Clips(Dataset):
@@ -235,15 +303,24 @@ def pretrain(cfg:SEDConfig, data:dict, progress:bool=True) -> dict:
     net = SimCLRNet(enc, ProjectionHead(enc.embed_dim, cfg.proj_dim, cfg.proj_hidden, bn=True))
     opt = _sgd(net.parameters(), cfg.lr, cfg)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones(cfg.epochs, cfg.lr_steps), 0.1)
-    out = stage_dir(cfg, 'pretrain')
-    tr = Trainer(net, None, opt, sched, out_dir=out, desc=f'pretrain {cfg.arch}', **_common(cfg, progress, 'pretrain'))
+    out, evaluate = stage_dir(cfg, 'pretrain'), None
+    if cfg.pretrain_select == 'knn':  # the seed keeps the encoder of the best kNN validation epoch
+        ps, dev = PatchSet(data['val']['x'], cfg.patch_len, cfg.patch_hop), get_device(cfg.device)
+        def evaluate(m):
+            f = predict(m, DataLoader(ps, cfg.eval_bs), _norm_fn(data['norm'], 'logits'), device=dev, precision=seed_precision(cfg.amp))
+            return {'val_knn_bacc': knn_bacc(f, data['val']['y'], ps.clip, cfg.knn_k, cfg.knn_lookup)}
+    tr = Trainer(net, None, opt, sched, evaluate, 'val_knn_bacc' if evaluate else None, out_dir=out, desc=f'pretrain {cfg.arch}',
+                 **_common(cfg, progress, 'pretrain'))
     tr.step = pretrain_step(cfg, make_views(cfg, data['norm']), tr.generator, backgrounds=data['pretrain']['x'])
     n = len(data['pretrain']['x'])
-    loader = tr.loader(_Clips(data['pretrain']), cfg.bs, collate_fn=collate_clips, drop_last=n > cfg.bs)
+    loader = tr.loader(_Clips(data['pretrain']), cfg.bs, collate_fn=collate_clips, drop_last=cfg.drop_last and n > cfg.bs)
     hist = tr.fit(loader, cfg.epochs)
-    save_checkpoint(out/'encoder.pt', {'state_dict': enc.state_dict(), 'mean': data['norm'][0], 'std': data['norm'][1], 'arch': cfg.arch})
+    best = int(hist.epoch.iloc[hist.val_knn_bacc.idxmax()]) if evaluate else int(hist.epoch.iloc[-1])  # first best, as best.pt
+    if evaluate: net.load_state_dict(load_checkpoint(out/'best.pt')['model'])
+    save_checkpoint(out/'encoder.pt', {'state_dict': enc.state_dict(), 'mean': data['norm'][0], 'std': data['norm'][1], 'arch': cfg.arch,
+                                       'epoch': best})
     dist.barrier()  # rank 0 wrote it; every rank reads it next
-    return dict(stage='pretrain', init='random', history=hist, run_dir=out, encoder_path=out/'encoder.pt', model=enc)
+    return dict(stage='pretrain', init='random', history=hist, run_dir=out, encoder_path=out/'encoder.pt', model=enc, best_epoch=best)
 
 # %% ../../nbs/42_recipes.sed.ipynb #c028
 def _norm_fn(norm, what='embed'):
@@ -272,14 +349,18 @@ def lineval(cfg:SEDConfig, data:dict, progress:bool=True) -> dict:
     score = lambda m, s: clip_average(m(feats[s].to(dev)).float().cpu(), sets[s].clip, len(data[s]['x']))
     opt = _sgd(clf.parameters(), cfg.lineval_lr, cfg); out = stage_dir(cfg, 'lineval')
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones(cfg.lineval_epochs, cfg.downstream_lr_steps), 0.1)
-    tr = Trainer(clf, lambda m, b: {'loss': F.cross_entropy(m(b[0]).float(), b[1])}, opt, sched,
-                 lambda m: {'val_bacc': _bacc(data['val']['y'], score(m, 'val'))}, 'val_bacc', out_dir=out,
+    names = list(data.get('classes', CLASSES))
+    def evaluate(m):
+        p = score(m, 'val'); return {'val_bacc': _bacc(data['val']['y'], p), 'val_confusion': Confusion(data['val']['y'], p, names)}
+    tr = Trainer(clf, lambda m, b: {'loss': F.cross_entropy(m(b[0]).float(), b[1])}, opt, sched, evaluate, 'val_bacc', out_dir=out,
                  desc=f'lineval {init_name(cfg)}', **_common(cfg, progress, 'lineval'))
     ytr = data['train']['y'][sets['train'].clip]
     hist = tr.fit(tr.loader(TensorDataset(feats['train'], ytr), cfg.lineval_bs), cfg.lineval_epochs)
     clf.load_state_dict(load_checkpoint(out/'best.pt')['model']); clf.eval()
     with torch.no_grad(): probs = score(clf, 'test')
-    return _result('lineval', cfg, hist, data['test']['y'], probs, clip_average(emb['test'], sets['test'].clip, softmax=False), out)
+    clip_emb = clip_average(emb['test'], sets['test'].clip, softmax=False)
+    tr.log('test_embedding', Embedding(clip_emb, {'class': [names[i] for i in data['test']['y'].tolist()], 'id': data['test']['ids']}))  # the encoder's, per clip
+    return _result('lineval', cfg, hist, data['test']['y'], probs, clip_emb, out)
 
 # %% ../../nbs/42_recipes.sed.ipynb #c031
 def finetune_step(cfg:SEDConfig, norm:tuple, generator:torch.Generator):
@@ -301,7 +382,9 @@ def finetune(cfg:SEDConfig, data:dict, progress:bool=True) -> dict:
     sets = {s: PatchSet(data[s]['x'], cfg.patch_len, cfg.patch_hop) for s in ('val', 'test')}
     opt = _sgd(model.parameters(), cfg.finetune_lr, cfg); out = stage_dir(cfg, 'finetune')
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones(cfg.finetune_epochs, cfg.downstream_lr_steps), 0.1)
-    evaluate = lambda m: {'val_bacc': _bacc(data['val']['y'], _clip_probs(m, sets['val'], len(data['val']['x']), norm, cfg, dev))}
+    def evaluate(m):
+        p = _clip_probs(m, sets['val'], len(data['val']['x']), norm, cfg, dev)
+        return {'val_bacc': _bacc(data['val']['y'], p), 'val_confusion': Confusion(data['val']['y'], p, list(data.get('classes', CLASSES)))}
     tr = Trainer(model, None, opt, sched, evaluate, 'val_bacc', out_dir=out, desc=f'finetune {init_name(cfg)}', **_common(cfg, progress, 'finetune'))
     tr.step = finetune_step(cfg, norm, tr.generator)
     hist = tr.fit(tr.loader(_Clips(data['train']), cfg.finetune_bs, collate_fn=collate_clips), cfg.finetune_epochs)
