@@ -16,10 +16,11 @@ from .models.ast import ASTModel
 from .models.psla import EffNetAttention
 from .models.panns import _PannsCNN
 from .infer import load_tagger, tagger_defaults, model_frames, WindowInput, _names
+from .onnxrun import read_metadata, ort_session, frontend_of, fix_frames, OnnxModel  # the runtime side (below infer)
 
 # %% auto #0
-__all__ = ['FIXED_TIME', 'PannsTaggerNet', 'EmbedHead', 'onnx_parts', 'export_onnx', 'read_metadata', 'ort_session', 'check_onnx',
-           'frontend_of', 'fix_frames', 'OnnxModel', 'load_for_export', 'parse_args', 'main']
+__all__ = ['FIXED_TIME', 'PannsTaggerNet', 'EmbedHead', 'onnx_parts', 'export_onnx', 'check_onnx', 'load_for_export',
+           'parse_args', 'main']
 
 # %% ../nbs/51_export.ipynb #x006
 class PannsTaggerNet(nn.Module):
@@ -129,25 +130,7 @@ def export_onnx(model:nn.Module, # a registry model, `EmbedHead`, or a `load_tag
         if atol is not None: check_onnx(tmp, p['net'], p['example'], atol)
     return path
 
-# %% ../nbs/51_export.ipynb #x012
-def read_metadata(path) -> dict:
-    "The soundlab metadata of an exported file (JSON values decoded)."
-    import onnx
-    m = onnx.load(str(path), load_external_data=False)
-    out = {}
-    for p in m.metadata_props:
-        try: out[p.key.removeprefix('soundlab.')] = json.loads(p.value)
-        except json.JSONDecodeError: out[p.key.removeprefix('soundlab.')] = p.value
-    if 'input' not in out: raise SoundlabError(path, 'an ONNX file without soundlab metadata (not written by soundlab-export)')
-    return out
-
-def ort_session(path, threads:int|None=None):
-    "An onnxruntime CPU session of `path` (`threads` intra-op threads; default: onnxruntime's)."
-    import onnxruntime as ort
-    so = ort.SessionOptions(); so.log_severity_level = 3
-    if threads: so.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
-
+# %% ../nbs/51_export.ipynb #x012c
 def check_onnx(path, net:nn.Module, x:torch.Tensor, atol:float=1e-4) -> float:
     "Max |onnxruntime - PyTorch| of `net` on `x`; raises if it exceeds `atol` (see above) or the outputs are not O(1)."
     with torch.no_grad(): ref = net.eval()(x).float().numpy()
@@ -157,48 +140,6 @@ def check_onnx(path, net:nn.Module, x:torch.Tensor, atol:float=1e-4) -> float:
         raise SoundlabError(path, f'onnxruntime differs from PyTorch by {err:.3g} (> {atol}) on an input of shape {tuple(x.shape)}')
     if np.abs(ref).max() > 10: warnings.warn(f'{path}: outputs up to {np.abs(ref).max():.3g}: the 1e-4 tolerance assumes O(1) outputs')
     return err
-
-# %% ../nbs/51_export.ipynb #x016
-def frontend_of(meta:dict) -> nn.Module:
-    "The torch front end an exported file's metadata (`read_metadata`) names, with every stored argument."
-    cfg = dict(meta['input']['frontend']); cls = cfg.pop('class')
-    if cls == 'LogMelFrontend': return InputSpec(cls, (), 'ft', cfg).frontend_module()  # seed 002's, through the registry
-    if not hasattr(features, cls): raise SoundlabError(cls, f'no front end of that name in soundlab.features')
-    return getattr(features, cls)(**cfg).eval()
-
-def fix_frames(x:torch.Tensor, frames:int|None, axis:int) -> torch.Tensor:
-    "Zero-pad or cut `x` to `frames` along `axis` (a fixed-time graph's input); unchanged when `frames` is None."
-    if frames is None or x.shape[axis] == frames: return x
-    if x.shape[axis] > frames: return x.narrow(axis, 0, frames)
-    pad = [0, 0] * (x.ndim - 1 - axis % x.ndim) + [0, frames - x.shape[axis]]
-    return torch.nn.functional.pad(x, pad)
-
-# %% ../nbs/51_export.ipynb #x019
-class OnnxModel(nn.Module):
-    "An exported file run by onnxruntime (CPU) behind its torch front end: (B, samples) waveforms -> (B, outputs)."
-    def __init__(self, path, # a file `export_onnx` / soundlab-export wrote
-                 threads:int|None=None): # onnxruntime intra-op threads (default: its own)
-        super().__init__()
-        self.path, self.meta = Path(path), read_metadata(path)
-        spec = self.meta['input']
-        self.frontend, self.session = frontend_of(self.meta), ort_session(path, threads)
-        self.sample_rate, self.frames, self.time_axis = spec['sample_rate'], spec['frames'], spec['time_axis']
-        self.input_tdim = spec['window_frames']  # `soundlab.infer.model_frames` reads it: AST/PSLA's window
-        self.labels = self.meta.get('labels')
-    def features(self, wave:torch.Tensor) -> torch.Tensor:
-        "The graph's input: the front end's output, padded/cut to the fixed frames (AST, few-shot)."
-        with torch.no_grad(): x = self.frontend(wave.float())
-        return fix_frames(x, self.frames, self.meta['input']['frames_axis'])
-    def forward(self, wave:torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.session.run(None, {'features': self.features(wave).cpu().numpy()})[0])
-    def tagger_defaults(self) -> dict:
-        "The arguments of `soundlab.infer.tag` for this file: waveforms at its rate, its activation, labels and window (s)."
-        fe = self.meta['input']['frontend']; hop = fe.get('frame_shift')  # Kaldi fbank: ms per frame
-        window = (self.input_tdim * hop / 1000 if hop else None) if self.input_tdim else None
-        if window is None and self.frames:  # other fixed-time front ends: the frames' duration
-            window = self.frames * (fe.get('hop_length') or 256) / self.sample_rate
-        return dict(sample_rate=self.sample_rate, input='waveform', norm=None, activation=self.meta['output']['activation'],
-                    labels=self.labels, window=window)  # norm: the front end's own (waveforms in)
 
 # %% ../nbs/51_export.ipynb #x024
 def _state(path) -> dict:

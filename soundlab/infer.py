@@ -226,8 +226,8 @@ def main(argv=None) -> int:
     "The `soundlab-tag` entry point."
     a = parse_args(argv)
     try:
-        if a.backend == 'onnx':  # soundlab.export builds on this module: imported only when asked for
-            from soundlab.export import OnnxModel
+        if a.backend == 'onnx':  # onnxruntime: imported only when asked for
+            from soundlab.onnxrun import OnnxModel
             model = OnnxModel(a.checkpoint); dflt = model.tagger_defaults()
             a.labels, a.window = a.labels or dflt['labels'], a.window or dflt['window']
         else: model = load_tagger(a.checkpoint, a.fstride, a.tstride, input_tdim=a.input_tdim); dflt = tagger_defaults(model)

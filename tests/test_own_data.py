@@ -95,7 +95,7 @@ def test_real_corpus_recipes(real, tmp_path, monkeypatch):
     assert 0 <= logmel_logreg_baseline(sp['train'], sp['test'])['acc'] <= 100
     cfg, data, (row, runs) = _resp(real, tmp_path, n_folds=2, duration=None)
     assert cfg.duration == 1.5 and cfg.choices['why']['input_s'].startswith('90 %')  # clips of <= 1.5 s fit whole
-    assert data['train']['x'].shape[1:] == (1, 64, 47) and len(data['test']['y']) == 8 and 0 <= runs[0]['acc'] <= 100
+    assert data['train']['x'].shape[-2:] == (64, 47) and len(data['test']['y']) == 8 and 0 <= runs[0]['acc'] <= 100
     res = run_ast(ast_config('smoke', 'esc50', dataset='csv', data_root=str(real / 'labels.csv'), folds=(1,), device='cpu', epochs=1,
                              out_dir=str(tmp_path / 'runs')), progress=False)
     assert 0 <= res['acc_fold']['fold1'] <= 100 and len(res['y_true']) == len(prepare_folder(real, 1)['test'])
@@ -107,7 +107,7 @@ def test_run_icbhi_notebook_own_data(tones, tmp_path, shared_data):
                        fold=3, epochs=1, duration=0.6, device='cpu', out_dir=str(tmp_path))
     assert res.returncode == 0, res.stderr[-3000:]
     table = pd.read_csv(tmp_path / 'own_results.csv')
-    assert len(table) == 1 and table.fold[0] == 3 and table.Method[0] == 'CE' and table.Backbone[0] == 'Cnn6'
+    assert len(table) == 1 and table.fold[0] == 3 and table.Method[0] == 'CE' and table.Backbone[0] == 'Fewshot_cnn'  # the own preset's
     assert not (tmp_path / 'icbhi_results.csv').exists()
     tag = table.tag[0] if 'tag' in table else next(tmp_path.glob('*_confusion.png')).name.replace('_confusion.png', '')
     assert (tmp_path / f'{tag}_confusion.png').stat().st_size > 1000
@@ -190,7 +190,7 @@ def test_real_corpus_default(name, corpora, tmp_path, monkeypatch):
     assert 0 <= untrained_probe(cfg, data)[key] <= 100
 
 def test_debian_packages_match_makefile():
-    "`make real-corpus-deps` (what CI installs) installs exactly the packages soundlab.realsounds reads."
+    "`make real-corpus-deps` and `make ci-debs` (what CI installs) install exactly the packages soundlab.realsounds reads."
     mk = (Path(__file__).resolve().parents[1] / 'Makefile').read_text()
     val = ''
     for line in mk[mk.index('REAL_CORPUS_DEBS ='):].splitlines():  # the variable and its continuation lines
@@ -209,3 +209,12 @@ def test_ast_own_windows(corpora, tmp_path, monkeypatch):
     ch = res['choices']['fold1']
     assert (ch['input_s'], ch['crops'], ch['eval'], ch['why']['input_s']) == (1., 'random', 'windows', 'set by you')
     assert len(res['y_true']) == len(prepare_folder(corpora['onsets'], 1)['test']) and 0 <= res['acc_fold']['fold1'] <= 100
+
+def test_own_preset_backbone_override(tones):
+    "Another backbone than the own preset's drops the preset's backbone arguments (MetaAudio CNN's pool_dim); given ones stay."
+    from soundlab.recipes.respiratory import respiratory_config, build_model
+    own = respiratory_config('own', data_root=str(tones))
+    assert own.backbone == 'fewshot_cnn' and own.backbone_kw == {'pool_dim': (3, 1)}
+    cfg = respiratory_config('own', data_root=str(tones), backbone='cnn6')
+    assert cfg.backbone_kw == {} and build_model(cfg, n_meta=1, n_classes=3).backbone.__class__.__name__ != 'FewShotCNN'
+    assert respiratory_config('own', data_root=str(tones), backbone='cnn6', backbone_kw={'dropout': 0.1}).backbone_kw == {'dropout': 0.1}

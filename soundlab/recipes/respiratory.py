@@ -125,6 +125,8 @@ def respiratory_config(preset:str='demo', **overrides) -> RespiratoryConfig:
     if preset == 'paper':  # the seed's own settings for the dataset and for a run from scratch, unless overridden
         cfg = replace(cfg, **PAPER_DATASETS.get(overrides.get('dataset', cfg.dataset).upper(), {}))
         if overrides.get('scratch'): cfg = replace(cfg, **PAPER_SCRATCH)
+    if overrides.get('backbone', cfg.backbone) != cfg.backbone and 'backbone_kw' not in overrides:
+        cfg = replace(cfg, backbone_kw={})  # the preset's backbone arguments belong to its own backbone
     cfg = replace(cfg, **overrides)
     name = None if cfg.dataset.lower() in OWN_DATA else {'ICBHI': 'icbhi', 'SPRS': 'sprsound'}.get(cfg.dataset.upper())
     cfg = replace(cfg, data_root=recipe_data_root(name, cfg.data_root, cfg.download))
