@@ -87,7 +87,8 @@ def _up(x:float, step:float=0.25) -> float: return math.ceil(x / step - 1e-9) * 
 def choose_settings(p:CorpusProfile, # `profile_corpus` of the training clips
                     max_input:float=10., # longest model input (s): longer clips are cropped (training) and windowed (evaluation)
                     min_input:float=0.5, # shortest model input (s)
-                    max_frames:int=100, # frames of an input at most (longer inputs get a longer frame hop: cost grows with frames)
+                    max_frames:int=100, # frames of a `max_input` input at most (a longer frame hop then: cost grows with frames)
+                    max_weak:float=30., # multi-label clips up to this long are taken whole (their labels name the whole clip)
                     ref_clips:int=250, ref_epochs:int=40, # epochs at ref_clips training clips; they scale as 1/sqrt(clips)
                     min_epochs:int=5, max_epochs:int=60,
                     **overrides, # any of `CHOICES`, e.g. input_s=2., epochs=30: kept as given
@@ -95,7 +96,10 @@ def choose_settings(p:CorpusProfile, # `profile_corpus` of the training clips
     "The own-data defaults for a corpus: input length, crops, whole-clip evaluation, loss, class balance, batch and epochs."
     if bad := set(overrides) - set(CHOICES): raise ValueError(f'unknown setting(s) {sorted(bad)}; choose from {list(CHOICES)}')
     d, why, c = p.durations, {}, {}
-    if d['p90'] <= max_input:
+    if p.multilabel and d['max'] <= max_weak:  # weak labels: a crop or window may miss the event its clip is labelled with
+        c['input_s'] = max(_up(d['max']), min_input)
+        why['input_s'] = f"multi-label clips (up to {d['max']:.1f} s) are taken whole: their labels name the whole clip, a crop may miss the event"
+    elif d['p90'] <= max_input:
         c['input_s'] = min(max(_up(d['p90']), min_input), max_input)
         why['input_s'] = f"90 % of the clips are at most {d['p90']:.2f} s: they fit whole"
     else:
@@ -110,8 +114,9 @@ def choose_settings(p:CorpusProfile, # `profile_corpus` of the training clips
     why['eval'] = ("longer clips are scored whole: windows of the input every half window (soundlab-tag's), scores pooled"
                    if longer else 'every clip fits the input')
     c['eval_hop_s'] = round(L / 2, 3); why['eval_hop_s'] = "half a window, soundlab-tag's default"
-    c['hop_ms'] = max(32., math.ceil(1000 * L / max_frames / 4) * 4.)
-    why['hop_ms'] = f'{L:g}-s inputs in at most {max_frames} frames' if c['hop_ms'] > 32 else 'the log-mel of the own preset (32-ms frames)'
+    c['hop_ms'] = max(32., math.ceil(1000 * min(L, max_input) / max_frames / 4) * 4.)
+    why['hop_ms'] = (f'{min(L, max_input):g} s of input in at most {max_frames} frames' if c['hop_ms'] > 32 else
+                     'the log-mel of the own preset (32-ms frames)')
     c['pool'] = 'max' if p.multilabel else 'mean'
     why['pool'] = 'an event in any window makes the clip positive' if p.multilabel else 'the mean of the windows\' class probabilities'
     c['loss'] = 'bce' if p.multilabel else 'ce'

@@ -482,7 +482,7 @@ def adapt_own(cfg:ASTConfig, train:list, n_classes:int, verbose:bool=True) -> AS
     conv = dict(target_length=lambda v: v / 100, eval_windows=lambda v: 'windows' if v else 'whole', loss=lambda v: v.lower(),
                 bal=lambda v: 'sampler' if v else 'none', crop=lambda v: 'random' if v == 'random' else 'whole')
     mine = {k: conv.get(f, lambda v: v)(getattr(cfg, f)) for k, f in _AST_FIELDS.items() if f in given}
-    ch = choose_settings(prof, **mine)
+    ch = choose_settings(prof, max_weak=10., **mine)  # AST's frames are 10 ms: multi-label clips over 10 s are cropped
     new = replace(cfg, target_length=max(16, round(ch.input_s * 100)), crop='random' if ch.crops == 'random' else 'first', crop_hop=ch.crop_hop_s,
                   eval_windows=ch.eval == 'windows', eval_hop=ch.eval_hop_s, pool=ch.pool, loss=ch.loss.upper(), bal=ch.balance != 'none',
                   bs=int(ch.bs), epochs=int(ch.epochs))

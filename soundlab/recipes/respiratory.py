@@ -500,7 +500,7 @@ def run_tag(cfg:RespiratoryConfig) -> str:
     if cfg.dataset.lower() in OWN_DATA: ds += f'-{Path(cfg.data_root).stem}-fold{cfg.fold}' + ('' if cfg.f_max == 2000. else f'-fmax{cfg.f_max:g}')
     extra = (('' if cfg.select == 'test' else f'_selval{cfg.val_frac:g}') + ('' if cfg.views_in_one_pass else '_2pass')
              + ('' if cfg.per_clip else '_batchscale'))
-    bkw = ''.join(f'_{k}{v}' for k, v in sorted(cfg.backbone_kw.items()))
+    bkw = ''.join(f"_{k}{'x'.join(map(str, v)) if isinstance(v, (tuple, list)) else v}" for k, v in sorted(cfg.backbone_kw.items()))  # pool_dim3x1
     return f'{ds}_{cfg.backbone}{bkw}_{cfg.method}{meta}_{init}_{"real" if cfg.data_root else "synth"}{extra}'
 
 _KEPT = dict(adapt=False, crop='first', crop_hop=0.125, eval_windows=False, eval_hop=0.5, pool='mean', balance='weights', hop_length=None,
