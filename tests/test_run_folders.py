@@ -24,13 +24,14 @@ def _check(cfg, folder, same:tuple):
         else: assert other != base, f'{f.name} does not change the run folder: a changed run would resume another'
 
 def test_respiratory(tmp_path):
-    _check(R.respiratory_config('smoke', out_dir=str(tmp_path)), lambda c: R.run_dir(c, 0), RUN_IGNORE + ('n_runs',))
+    # choices: what the own-data defaults chose, a record of settings that are themselves in the key
+    _check(R.respiratory_config('smoke', out_dir=str(tmp_path)), lambda c: R.run_dir(c, 0), RUN_IGNORE + ('n_runs', 'choices'))
 
 def test_ast(tmp_path):  # every field of the run's method counts (other methods' own fields rightly do not)
     _check(A.ast_config('smoke', 'vocalsound', method='mscl', out_dir=str(tmp_path)), lambda c: A.run_dir(c, 'fold1'),
-           RUN_IGNORE + ('folds', 'features', 'lazy_cache', 'allow_synthetic') + A._PM_KEYS)
+           RUN_IGNORE + ('folds', 'features', 'lazy_cache', 'allow_synthetic', 'choices') + A._PM_KEYS)
     _check(A.ast_config('smoke', 'vocalsound', method='patchmix', out_dir=str(tmp_path)), lambda c: A.run_dir(c, 'fold1'),
-           RUN_IGNORE + ('folds', 'features', 'lazy_cache', 'allow_synthetic') + tuple(k for k in A._MSCL_KEYS if k != 'tau'))
+           RUN_IGNORE + ('folds', 'features', 'lazy_cache', 'allow_synthetic', 'choices') + tuple(k for k in A._MSCL_KEYS if k != 'tau'))
     ce = A.ast_config('smoke', 'vocalsound', out_dir=str(tmp_path))
     assert A.run_dir(replace(ce, lam=0.1), 'x') == A.run_dir(ce, 'x') != A.run_dir(replace(ce, amp=not ce.amp), 'x')
 
@@ -45,6 +46,10 @@ def test_sed(tmp_path, stage):  # downstream from our encoder, the pre-training 
     _check(S.sed_config('smoke', out_dir=str(tmp_path)), lambda c: S.stage_dir(c, stage), same)
 
 def test_fewshot(tmp_path):
+    import numpy as np, soundfile as sf
+    for k in range(4):  # a tiny class-folder corpus: with dataset='folder' the key holds what the own-data defaults chose from it
+        (tmp_path / 'corpus' / f'c{k % 2}').mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / 'corpus' / f'c{k % 2}' / f'{k}.wav', np.random.default_rng(k).standard_normal(8000).astype('float32') * 0.1, 16000)
     cfg = F.fewshot_config('smoke', data_root=str(tmp_path / 'corpus'), out_dir=str(tmp_path))
     folder = lambda c: F.run_dir(c, F.experiment(c))
     for kw in (dict(amp=True), dict(dataset='folder'), dict(num_epochs=3), dict(lr=0.5), dict(n_way=4), dict(seed=1),
