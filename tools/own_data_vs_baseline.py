@@ -48,8 +48,12 @@ def run_fold(name:str, root:str, fold:int, runs:str, overrides:dict, threads:int
     out['logreg'], out['probe'] = pick(lr)[0], pick(pr)[0]
     if not multi: out |= dict(default_bacc=float(last.test_score), logreg_bacc=lr['bacc'], probe_bacc=pr['bacc'])
     out |= dict(cpu_features_s=round(t1 - t0), cpu_default_s=round(t2 - t1), cpu_logreg_s=round(t3 - t2), cpu_probe_s=round(t4 - t3),
-                choices='; '.join(f'{k}={v}' for k, v in cfg.choices.items() if k not in ('why', 'profile')), profile=cfg.choices['profile'])
+                **_choices(cfg.choices))
     return out
+
+def _choices(ch:dict) -> dict:
+    "A run's stored choices (`choices.json`) as two table columns: the settings in one line, and the corpus profile."
+    return dict(choices='; '.join(f'{k}={v}' for k, v in ch.items() if k not in ('why', 'profile')), profile=ch['profile'])
 
 def run_fewshot_seed(name:str, root:str, seed:int, runs:str, overrides:dict, threads:int) -> dict:
     "One seed of the few-shot own-data default and the untrained centroid baseline on its test tasks (in a worker process)."
@@ -63,7 +67,7 @@ def run_fewshot_seed(name:str, root:str, seed:int, runs:str, overrides:dict, thr
     return dict(corpus=name, fold=seed, metric=f"{e['n_way_test']}-way {e['n_shot_test']}-shot accuracy", n_test=len(r['test_accs']),
                 n_classes=e['n_way_test'], default=r['acc'], centroid=r['baseline_acc'],
                 default_ci=r['ci'], centroid_ci=r['baseline_ci'], cpu_default_s=round(_cpu() - t0),
-                choices='; '.join(f'{k}={v}' for k, v in r['choices'].items() if k not in ('why', 'profile')), profile=r['choices']['profile'])
+                **_choices(r['choices']))
 
 def summary(df:pd.DataFrame) -> pd.DataFrame:
     "Mean ± std (sample std) over folds of every method, per corpus."
@@ -127,11 +131,12 @@ def plot(df:pd.DataFrame, path:str):
     corpora = list(dict.fromkeys(df.corpus)); w = 0.8 / len(methods)
     fig, ax = plt.subplots(figsize=(1.9 * len(corpora) + 2, 3.6))
     for j, m in enumerate(methods):
+        label = names[m]  # on the method's first bar only
         for i, c in enumerate(corpora):
             v = df.loc[df.corpus == c, m].dropna()
             if v.empty: continue
             x = i + (j - (len(methods) - 1) / 2) * w
-            ax.bar(x, v.mean(), w, color=f'C{j}', label=names[m] if i == next(k for k, cc in enumerate(corpora) if df.loc[df.corpus == cc, m].notna().any()) else None)
+            ax.bar(x, v.mean(), w, color=f'C{j}', label=label); label = None
             ax.plot([x] * len(v), v, 'k.', ms=3)
     ax.set_xticks(range(len(corpora)), [f"{c}\n({df.loc[df.corpus == c, 'metric'].iloc[0]})" for c in corpora], fontsize=8)
     ax.set_ylabel('test score (%), mean over folds / seeds'); ax.set_ylim(0, 100); ax.legend(fontsize=7, loc='lower left')

@@ -75,9 +75,6 @@ class OwnChoices:
     def table(self) -> pd.DataFrame:
         "One row per setting: value and reason."
         return pd.DataFrame([dict(setting=k, value=v, why=self.why.get(k, '')) for k, v in asdict(self).items() if k != 'why'])
-    def line(self) -> str:
-        "The choices in one line (for results tables)."
-        return '; '.join(f'{k}={v}' for k, v in asdict(self).items() if k != 'why')
 
 CHOICES = tuple(f.name for f in fields(OwnChoices) if f.name != 'why')
 
