@@ -13,9 +13,12 @@ take slow reference paths (30-100x fp32 here), so `--emulate-bf16` (the default 
 of bf16 autocast only: the recipe runs exactly as on a bf16 CPU (`amp=True` -> bf16 autocast, the Trainer's
 `mixed_precision` policy), except that every bf16 convolution and matrix product (forward and backward) is computed
 as the bf16 units compute it -- bf16 operands, exact products, fp32 sums, the result rounded to bf16 -- by fp32
-kernels (`Bf16ViaFp32`, a `TorchDispatchMode`). Its rows say `bf16=emulated` and the speed column says
-'emulated, not measured'. Rows are compared within one `series` (CPU kind, native or emulated bf16, the Trainer's
-autocast policy), never across.
+kernels (`Bf16ViaFp32`, a `TorchDispatchMode`). `tests/test_bench_precision.py` checks that this is what bf16
+units compute: the float64 result rounded to bf16, to one bf16 ulp (torch's own slow AVX2 convolution backward is not:
+it rounds its column buffers to bf16 before summing them). Flash attention is emulated in fp32 as a whole (bf16
+kernels also round its softmax probabilities: within 2^-7 of P @ |V|, tested). Its rows say `bf16=emulated` and the
+speed column says 'emulated, not measured'. Each bf16 series (CPU kind, native or emulated bf16, the Trainer's
+autocast policy) is compared with the fp32 runs of the same CPU kind and epochs, which depend on neither.
 
 Verdict: `parity` when both precisions have >= 3 seeds and |Δ| <= 2 x its standard error (no detectable difference);
 `bf16 worse` / `bf16 better` otherwise; `incomplete` with fewer seeds; `not run` without rows. A recipe whose demo
@@ -159,14 +162,18 @@ def run_one(recipe, precision, seed, epochs, runs_csv, info, runs_dir=None, emul
 def summarize(runs_csv, recipes) -> 'pd.DataFrame':
     import pandas as pd
     df = pd.read_csv(runs_csv) if runs_csv.exists() else pd.DataFrame(columns=['recipe', 'precision', 'seed', 'epochs', 'value', 'seconds'])
-    if 'series' not in df: df['series'] = None
-    old = df.series.isna()  # rows from before the series column: native bf16, policy v1
-    df.loc[old, 'series'] = df.loc[old].apply(lambda r: f"{r.cpu} [{r.cpu_flags}], bf16 native, policy v1", axis=1) if old.any() else None
+    df['machine'] = df.cpu.astype(str) + ' [' + df.cpu_flags.fillna('').astype(str) + ']'
     rows = []
     for rec in recipes:
         d = df[df.recipe == rec]
-        for ep, ser in (sorted(set(zip(d.epochs.astype(str), d.series))) or [('-', '')]):
-            e = d[(d.epochs.astype(str) == ep) & (d.series == ser)]
+        # fp32 rows do not depend on how bf16 ran (native or emulated) nor on the autocast policy: every bf16 series of a
+        # machine and epoch count is compared with that machine's fp32 runs
+        b = d[d.precision == 'bf16']
+        groups = sorted(set(zip(b.epochs.astype(str), b.machine, b.series)))
+        lone = set(zip(d.epochs.astype(str), d.machine)) - {g[:2] for g in groups}  # fp32 runs with no bf16 run yet
+        groups += sorted((ep, m, f'{m}, fp32 only') for ep, m in lone)
+        for ep, mach, ser in (groups or [('-', '', '')]):
+            e = d[(d.epochs.astype(str) == ep) & (d.machine == mach) & ((d.precision == 'fp32') | (d.series == ser))]
             s = {p: e[e.precision == p].drop_duplicates('seed', keep='last') for p in ('fp32', 'bf16')}
             n = {p: len(s[p]) for p in s}
             m = {p: s[p].value.mean() if n[p] else math.nan for p in s}
