@@ -21,7 +21,9 @@ speed column says 'emulated, not measured'. Each bf16 series (CPU kind, native o
 autocast policy) is compared with the fp32 runs of the same CPU kind and epochs, which depend on neither.
 
 Verdict: `parity` when both precisions have >= 3 seeds and |Δ| <= 2 x its standard error (no detectable difference);
-`bf16 worse` / `bf16 better` otherwise; `incomplete` with fewer seeds; `not run` without rows. A recipe whose demo
+`bf16 worse` / `bf16 better` otherwise; `incomplete` with fewer seeds; `not run` without rows. `paired Δ ± SE` is
+shown beside it: the mean and standard error of the per-seed differences (a seed draws the same initial weights and
+batches in both precisions), which detects smaller consistent shifts than the Welch rule. A recipe whose demo
 preset already defaults to fp32 says so in `default`.
 
     .venv/bin/python benchmarks/bench_precision.py [--recipes resp-ce resp-mscl sed fewshot ast-vocalsound ast-esc50 psla]
@@ -188,11 +190,35 @@ def summarize(runs_csv, recipes) -> 'pd.DataFrame':
             common = set(s['fp32'].seed) & set(s['bf16'].seed)  # speed on the same seeds only
             t = {p: s[p][s[p].seed.isin(common)].seconds.mean() for p in s}
             speed = ('emulated, not measured' if 'emulated' in ser else round(t['fp32'] / t['bf16'], 2)) if common else ''
+            # the same seed draws the same initial weights and batches in both precisions: the paired differences
+            pd_ = (s['bf16'].set_index('seed').value - s['fp32'].set_index('seed').value).dropna()
+            paired = f'{round(pd_.mean(), 2) + 0.:+.2f} ± {pd_.std(ddof=1) / math.sqrt(len(pd_)):.2f} (n={len(pd_)})' if len(pd_) > 1 else ''
             rows.append({'recipe': rec, 'series': ser, 'metric': e.metric.iloc[0] if len(e) else '', 'epochs': ep,
                          'default': preset_default(rec), 'fp32': fmt('fp32'), 'bf16': fmt('bf16'),
                          'Δ bf16-fp32': round(delta, 2) if not math.isnan(delta) else '', 't (Welch)': round(delta / se, 2) if se and not math.isnan(se) else '',
+                         'paired Δ ± SE': paired,
                          'speed bf16/fp32': speed, 'verdict': verdict})
     return pd.DataFrame(rows)
+
+
+# which recipes' rows decide each demo preset's precision (one preset can serve two rows: the respiratory methods)
+PRESET_ROWS = {'respiratory': ('resp-ce', 'resp-mscl'), 'sed': ('sed',), 'fewshot': ('fewshot',),
+               'ast-vocalsound': ('ast-vocalsound',), 'ast-esc50': ('ast-esc50',), 'psla': ('psla',)}
+
+def verdicts(table) -> dict:
+    """Each recipe's verdict under the newest autocast policy it was measured with (the Trainer's current one where
+    measured), over that policy's bf16 series: the worst of them ('bf16 worse' < 'incomplete' < 'parity' < 'bf16 better')."""
+    order = ['bf16 worse', 'incomplete', 'parity', 'bf16 better']
+    out = {}
+    for rec, d in table[~table.series.str.contains('fp32 only') & (table.verdict != 'not run')].groupby('recipe'):
+        pol = d.series.str.extract(r'policy (v\d+)')[0]
+        out[rec] = min(d[pol == pol.max()].verdict, key=order.index)
+    return out
+
+def bf16_defaults(table) -> dict:
+    "Demo preset -> whether bf16 (amp) should be its default: no loss shown (parity or better) on every row it serves."
+    v = verdicts(table)
+    return {preset: all(v.get(r) in ('parity', 'bf16 better') for r in rows) for preset, rows in PRESET_ROWS.items()}
 
 
 def cross_eval(runs_dir) -> 'pd.DataFrame':
@@ -257,6 +283,8 @@ if __name__ == '__main__':
                 for prec in args.precisions: run_one(rec, prec, seed, args.epochs, runs_csv, info, args.runs_dir, emulated)
     table = summarize(runs_csv, RECIPES)
     md = table.to_markdown(index=False)
+    md += '\n\nbf16 by default (demo presets; parity or better on every row a preset serves, newest policy): ' + ', '.join(
+        f'{k} {"yes" if v else "no"}' for k, v in bf16_defaults(table).items())
     print(md)
     table.to_csv(args.out, index=False)
     Path(args.out).with_suffix('.md').write_text(f"{info['cpu']} [{info['cpu_flags']}], torch {torch.__version__}\n\n{md}\n")

@@ -96,10 +96,23 @@ def test_parity_table_shares_fp32_runs_across_bf16_series(tmp_path):
                                 ('X', 'bf16', 'emulated', 'v1'): [40., 41., 42.],   # Δ -11: worse
                                 ('Y', 'fp32', 'native', 'v1'): [60., 61.]})          # another machine, fp32 only, 2 seeds
                  + _rows('sed', {('X', 'bf16', 'emulated', 'v2'): [1., 2.]})).to_csv(runs, index=False)
-    t = bp.summarize(runs, ['psla', 'sed', 'fewshot']).set_index(['recipe', 'series'])
+    table = bp.summarize(runs, ['psla', 'sed', 'fewshot']); t = table.set_index(['recipe', 'series'])
     v2, v1 = t.loc[('psla', 'X [avx2 fma], bf16 emulated, policy v2')], t.loc[('psla', 'X [avx2 fma], bf16 emulated, policy v1')]
     assert v2.fp32 == v1.fp32 == '52.00 ± 2.00 (n=3)' and v2.verdict == 'parity' and v2['Δ bf16-fp32'] == 0
     assert v1.verdict == 'bf16 worse' and v1['speed bf16/fp32'] == 'emulated, not measured'
     assert t.loc[('psla', 'Y [avx2 fma], fp32 only')].verdict == 'incomplete'
     assert t.loc[('sed', 'X [avx2 fma], bf16 emulated, policy v2')].verdict == 'incomplete'  # no fp32 run: no verdict
     assert t.loc[('fewshot', '')].verdict == 'not run'
+    assert bp.verdicts(table) == {'psla': 'parity', 'sed': 'incomplete'}  # the newest policy decides: v2's parity, not v1
+    d = bp.bf16_defaults(table); assert d['psla'] and not d['sed'] and not d['fewshot']
+
+
+def test_demo_defaults_follow_the_parity_table():
+    "A demo preset trains in bf16 (where the CPU has it) exactly when the committed table shows parity for it."
+    from soundlab.recipes import respiratory as R, sed as S, fewshot as FS, ast as A, psla as P
+    table = pd.read_csv(REPO/'benchmarks/results/bench_precision.csv')
+    want = bp.bf16_defaults(table)
+    amp = {'respiratory': R.respiratory_config('demo').amp, 'sed': S.sed_config('demo').amp, 'fewshot': FS.fewshot_config('demo').amp,
+           'ast-vocalsound': A.ast_config('demo', 'vocalsound').amp, 'ast-esc50': A.ast_config('demo', 'esc50').amp,
+           'psla': P.psla_config('demo').amp}
+    assert amp == want, f'demo presets amp {amp}; the parity table says {want}'

@@ -123,13 +123,15 @@ _SMOKE = dict(_DEMO, target_length=64, epochs=1, bs=4, freqm=8, timem=8, warmup_
 PRESETS = {
     'paper': dict(esc50=_PAPER_ESC, speechcommands=_PAPER_SC, vocalsound=_PAPER_VS),
     'paper_ast': dict(vocalsound=_PAPER_AST_VS),
-    'demo': dict(esc50=dict(_DEMO, target_length=128, freqm=24, timem=20, epochs=12, esc10=True,
+    # demo: bf16 autocast where the CPU runs it (amp) for the AST presets, whose fp32 / bf16 runs show no loss
+    # (benchmarks/bench_precision.py); the Speech Commands demo, not measured, stays fp32
+    'demo': dict(esc50=dict(_DEMO, target_length=128, freqm=24, timem=20, epochs=12, esc10=True, amp=True,
                             synth=dict(categories='esc10', clips_per_class=10, duration=1.5, sample_rate=16000)),
                  # Speech Commands demo: PSLA's EfficientNet-B0 from scratch (an AST from scratch stays at chance on a few hundred
                  # clips of 35 words: it does not even fit its training clips in 8 epochs), CE, 20 speakers (16 train)
                  speechcommands=dict(_DEMO, model='psla', effnet_b=0, target_length=100, freqm=24, timem=16, epochs=12, loss='CE',
                                      mixup=0., noise=True, synth=dict(n_speakers=20)),
-                 vocalsound=dict(_DEMO, target_length=160, freqm=24, timem=24, epochs=15, synth=dict(n_speakers=(24, 6, 6), durations=(0.8, 1.5)))),
+                 vocalsound=dict(_DEMO, target_length=160, freqm=24, timem=24, epochs=15, amp=True, synth=dict(n_speakers=(24, 6, 6), durations=(0.8, 1.5)))),
     'smoke': dict(esc50=dict(_SMOKE, esc10=False, synth=dict(categories=[0, 10], clips_per_class=5, duration=0.8, sample_rate=16000)),
                   speechcommands=dict(_SMOKE, loss='BCE', mixup=0.5, noise=True, synth=dict(words=('yes', 'no', 'up'), n_speakers=5)),
                   vocalsound=dict(_SMOKE, synth=dict(n_speakers=(2, 1, 2), durations=(0.6, 0.8)))),

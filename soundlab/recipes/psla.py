@@ -61,8 +61,8 @@ class PSLAConfig:
     norm_mean:float|None=-4.6476; norm_std:float|None=4.5699 # the seed's fbank statistics (None: estimated on train)
     ontology:str='' # AudioSet ontology.json ('' = <data_root>/ontology.json)
     eval_bs:int=48; seed:int=0; device:str='auto'
-    amp:bool=False # True: bf16 autocast where the CPU runs bf16 natively; parity with fp32 not yet shown
-                   # (benchmarks/bench_precision.py), so fp32, the seed's precision, is the default (CUDA: fp32 either way)
+    amp:bool=False # True: bf16 autocast where the CPU runs bf16 natively; the demo preset's default (parity by the rule of
+                   # benchmarks/bench_precision.py); fp32 otherwise, the seed's precision (CUDA: fp32 either way)
     on_bad_file:str='raise' # 'raise' or 'skip' missing / unreadable clips (the skipped list: data['bad'])
     synth:dict=field(default_factory=dict) # arguments of make_fsd50k for the synthetic corpus
     out_dir:str='' # runs and datafiles ('' = runs_root())
@@ -82,7 +82,7 @@ PRESETS = {
     'paper': dict(pretrain='imagenet', allow_synthetic=False, stereo='first'),
     'demo': dict(b=0, target_length=300, freqm=24, timem=60, epochs=15, bs=16, lr=1e-3, warmup_steps=24, warmup_every=4,
                  lr_start=10, lr_every=2, wa_start=10, wa_end=15, label_enhance='none', norm_mean=None, norm_std=None,
-                 model_mode='timm', wa_count='each_once', drop_last=True,
+                 model_mode='timm', wa_count='each_once', drop_last=True, amp=True,
                  synth=dict(n_dev=240, n_eval=100, durations=(1., 3.))),
     'smoke': dict(b=0, head_num=2, target_length=64, freqm=8, timem=16, epochs=2, bs=8, lr=1e-3, warmup_steps=2, warmup_every=1,
                   lr_start=1, lr_every=1, wa_start=1, wa_end=2, label_enhance='none', norm_mean=None, norm_std=None, amp=False,

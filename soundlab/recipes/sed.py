@@ -65,8 +65,8 @@ class SEDConfig:
     eval_bs:int=100 # patches per evaluation batch
     seed:int=271828 # the seed's seed_initialization
     device:str='auto'; channels_last:bool=False
-    amp:bool=False # True: bf16 autocast where the CPU runs bf16 natively; parity with fp32 not yet shown
-                   # (benchmarks/bench_precision.py), so fp32, the seed's precision, is the default
+    amp:bool=False # True: bf16 autocast where the CPU runs bf16 natively; the demo preset's default (no loss shown by
+                   # benchmarks/bench_precision.py); fp32 otherwise, the seed's precision
     synth:dict=field(default_factory=dict) # arguments of make_fsdnoisy18k for the synthetic corpus
     on_bad_file:str='raise' # bad files/clips: 'raise' stops, 'skip' leaves them out (listed in data['bad'])
     out_dir:str='' # checkpoints and histories; '' = data_dir()/runs
@@ -74,7 +74,7 @@ class SEDConfig:
 PRESETS = {
     'paper': dict(pretrain_select='knn', knn_lookup='seed', std_rule='seed', drop_last=False, allow_synthetic=False),
     'demo': dict(arch='resnet18', epochs=30, bs=32, lr=0.1, view_passes=1, lineval_epochs=30, finetune_epochs=10, finetune_bs=32,
-                 standardize=True, seed=0, synth=dict(n_per_class=12, n_test_per_class=4, durations=(1., 4.))),
+                 standardize=True, seed=0, amp=True, synth=dict(n_per_class=12, n_test_per_class=4, durations=(1., 4.))),
     'smoke': dict(arch='vgglike', epochs=1, bs=32, view_passes=1, lineval_epochs=2, finetune_epochs=1, finetune_bs=32, standardize=True,
                   seed=0, amp=False, synth=dict(n_per_class=2, n_test_per_class=1, durations=(1., 2.))),
 }
