@@ -191,8 +191,8 @@ def summarize(runs_csv, recipes) -> 'pd.DataFrame':
             t = {p: s[p][s[p].seed.isin(common)].seconds.mean() for p in s}
             speed = ('emulated, not measured' if 'emulated' in ser else round(t['fp32'] / t['bf16'], 2)) if common else ''
             # the same seed draws the same initial weights and batches in both precisions: the paired differences
-            pd_ = (s['bf16'].set_index('seed').value - s['fp32'].set_index('seed').value).dropna()
-            paired = f'{round(pd_.mean(), 2) + 0.:+.2f} ± {pd_.std(ddof=1) / math.sqrt(len(pd_)):.2f} (n={len(pd_)})' if len(pd_) > 1 else ''
+            diff = (s['bf16'].set_index('seed').value - s['fp32'].set_index('seed').value).dropna()
+            paired = f'{round(diff.mean(), 2) + 0.:+.2f} ± {diff.std(ddof=1) / math.sqrt(len(diff)):.2f} (n={len(diff)})' if len(diff) > 1 else ''
             rows.append({'recipe': rec, 'series': ser, 'metric': e.metric.iloc[0] if len(e) else '', 'epochs': ep,
                          'default': preset_default(rec), 'fp32': fmt('fp32'), 'bf16': fmt('bf16'),
                          'Δ bf16-fp32': round(delta, 2) if not math.isnan(delta) else '', 't (Welch)': round(delta / se, 2) if se and not math.isnan(se) else '',
