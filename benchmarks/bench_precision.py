@@ -163,7 +163,7 @@ def run_one(recipe, precision, seed, epochs, runs_csv, info, runs_dir=None, emul
 
 def summarize(runs_csv, recipes) -> 'pd.DataFrame':
     import pandas as pd
-    df = pd.read_csv(runs_csv) if runs_csv.exists() else pd.DataFrame(columns=['recipe', 'precision', 'seed', 'epochs', 'value', 'seconds'])
+    df = pd.read_csv(runs_csv) if runs_csv.exists() else pd.DataFrame(columns=['recipe', 'precision', 'seed', 'epochs', 'metric', 'value', 'seconds', 'cpu', 'cpu_flags', 'series'])
     df['machine'] = df.cpu.astype(str) + ' [' + df.cpu_flags.fillna('').astype(str) + ']'
     rows = []
     for rec in recipes:

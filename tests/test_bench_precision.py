@@ -1,7 +1,7 @@
 """benchmarks/bench_precision.py: its bf16 emulation computes what bf16 kernels compute, and its parity table."""
-import contextlib, math, sys
+import contextlib, sys
 from pathlib import Path
-import pandas as pd, pytest, torch
+import pandas as pd, torch
 import torch.nn.functional as F
 from conftest import check_close, rounding
 
